@@ -1,0 +1,55 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Everything bootstraps itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EMOTION_DATASET_DIR ?= ../shared/data/emotion
+LOCAL_DIR ?= .local
+export EMOTION_DATASET_DIR
+
+.PHONY: help install demo test test-fast lint compile registry stop mlflow-ui clean
+
+help:
+	@echo "make demo       run the whole pipeline locally (data registry, HPO, register, serve)"
+	@echo "make test       lint + the full test suite (what CI runs)"
+	@echo "make test-fast  lint + fast tests only"
+	@echo "make stop       stop the local inference server"
+	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
+	@echo "make compile    recompile the Argo YAML from the Hera definitions"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest
+
+test-fast: $(STAMP) lint
+	$(PY) -m pytest -m "not slow"
+
+compile: $(STAMP)
+	$(PY) -m pipelines.compile
+
+registry: $(STAMP)
+	$(PY) -m shared.data_registry build --source "$(EMOTION_DATASET_DIR)" --registry $(LOCAL_DIR)/data-registry
+
+demo: $(STAMP) registry
+	$(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo
+
+stop: $(STAMP)
+	$(PY) -m steps.deploy stop
+
+mlflow-ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(LOCAL_DIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+clean:
+	rm -rf $(LOCAL_DIR)

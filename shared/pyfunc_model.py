@@ -1,0 +1,41 @@
+"""MLflow pyfunc wrapper for the model directory, logged as code (models-from-code: no pickle).
+
+`mlflow.pyfunc.load_model(uri).predict(["I love this"])` returns a DataFrame with the emotion,
+its confidence and one score column per label.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class EmotionPyfunc(PythonModel):
+    def load_context(self, context):
+        from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, load_model_dir
+
+        self.model, self.tokenizer, self.labels = load_model_dir(
+            context.artifacts[MLFLOW_MODEL_DIR_ARTIFACT]
+        )
+
+    def predict(self, context, model_input, params=None):
+        import torch
+
+        if isinstance(model_input, pd.DataFrame):
+            texts = model_input.iloc[:, 0].astype(str).tolist()
+        else:
+            texts = [str(t) for t in model_input]
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        with torch.inference_mode():
+            probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)
+        conf, idx = probs.max(dim=-1)
+        out = pd.DataFrame(
+            {"emotion": [self.labels[int(i)] for i in idx], "confidence": conf.tolist()}
+        )
+        for i, name in self.labels.items():
+            out[f"score_{name}"] = probs[:, i].tolist()
+        return out
+
+
+mlflow.models.set_model(EmotionPyfunc())

