@@ -1,0 +1,170 @@
+"""Find, download (once, cached) and load the model the server answers with.
+
+A model URI is one of:
+- `models:/<name>@<alias>` or `models:/<name>/<version>`: a registry version; its tags are the lineage;
+- `runs:/<run_id>/<path>`: a model logged to a run (tags of the run are the lineage);
+- a local directory: a project-format model directory, or a downloaded MLflow model folder.
+
+Downloads go to `<cache_dir>/models/<name>/<version>` or `<cache_dir>/runs/<run_id>/<path>`, written
+to a temporary sibling and renamed, so a half-finished download is never mistaken for a cached one.
+Weights are loaded from safetensors (`shared.model_package`); nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.model_package import model_dir_from_mlflow, read_labels
+
+log = logging.getLogger(__name__)
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
+_RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
+LINEAGE_DATA_VERSION_TAGS = ("dvc_data_version", "data_version")
+
+
+class ModelLoadError(RuntimeError):
+    """The model cannot be found, downloaded or loaded; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where the model directory is on disk and what it is (version, run, lineage)."""
+
+    model_uri: str
+    model_dir: Path
+    model_version: str
+    run_id: str | None = None
+    lineage: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def data_version(self) -> str | None:
+        for key in LINEAGE_DATA_VERSION_TAGS:
+            if key in self.lineage:
+                return self.lineage[key]
+        return None
+
+
+def _client(tracking_uri: str | None):
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> Path:
+    """Download `artifact_uri` into `target` unless a finished copy is already there."""
+    import mlflow
+
+    if target.is_dir():
+        log.info("model cache hit: %s", target)
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=artifact_uri, dst_path=str(tmp), tracking_uri=tracking_uri
+        )
+        tmp.rename(target)
+    except OSError:
+        if not target.is_dir():  # another process may have won the rename race
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("downloaded %s to %s", artifact_uri, target)
+    return target
+
+
+def _find_model_dir(root: Path) -> Path:
+    """The project-format model directory inside a download (it may be nested one level)."""
+    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    for candidate in candidates:
+        try:
+            return model_dir_from_mlflow(candidate)
+        except Exception:  # not this one; try the next candidate
+            continue
+    raise ModelLoadError(f"{root} holds no model directory (no model.safetensors found)")
+
+
+def _user_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
+
+
+def resolve_model(model_uri: str, cache_dir: Path, tracking_uri: str | None = None) -> ResolvedModel:
+    """Resolve a model URI to a local model directory plus its version, run id and lineage."""
+    cache_dir = Path(cache_dir)
+    try:
+        if match := _MODELS_URI.match(model_uri):
+            return _resolve_registry(model_uri, match, cache_dir, tracking_uri)
+        if match := _RUNS_URI.match(model_uri):
+            return _resolve_run(model_uri, match, cache_dir, tracking_uri)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # MLflow raises many types (RestException, MlflowException, OSError)
+        raise ModelLoadError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from exc
+    path = Path(model_uri).expanduser()
+    if path.is_dir():
+        return ResolvedModel(model_uri=model_uri, model_dir=_find_model_dir(path), model_version="local")
+    raise ModelLoadError(
+        f"model URI {model_uri!r} is not models:/<name>@<alias>, models:/<name>/<version>, "
+        "runs:/<run_id>/<path> or an existing directory"
+    )
+
+
+def _resolve_registry(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri: str | None):
+    client = _client(tracking_uri)
+    name = match["name"]
+    if match["alias"]:
+        mv = client.get_model_version_by_alias(name, match["alias"])
+    elif match["version"].isdigit():
+        mv = client.get_model_version(name, match["version"])
+    else:
+        raise ModelLoadError(
+            f"{model_uri}: version must be a number or use @alias (stages are not supported)"
+        )
+    target = cache_dir / "models" / name / str(mv.version)
+    local = _download(f"models:/{name}/{mv.version}", target, tracking_uri)
+    return ResolvedModel(
+        model_uri=model_uri,
+        model_dir=_find_model_dir(local),
+        model_version=str(mv.version),
+        run_id=mv.run_id,
+        lineage=_user_tags(dict(mv.tags or {})),
+    )
+
+
+def _resolve_run(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri: str | None):
+    client = _client(tracking_uri)
+    run_id, path = match["run_id"], match["path"]
+    run = client.get_run(run_id)
+    target = cache_dir / "runs" / run_id / path.replace("/", "__")
+    local = _download(model_uri, target, tracking_uri)
+    return ResolvedModel(
+        model_uri=model_uri,
+        model_dir=_find_model_dir(local),
+        model_version=f"run-{run_id[:12]}",
+        run_id=run_id,
+        lineage=_user_tags(dict(run.data.tags)),
+    )
+
+
+def labels_of(model_dir: Path) -> dict[int, str]:
+    """The label map from the model directory's labels.json."""
+    return read_labels(model_dir)
+
+
+def describe(resolved: ResolvedModel, labels: dict[int, str]) -> dict[str, Any]:
+    """The /info payload for a resolved model."""
+    return {
+        "model_uri": resolved.model_uri,
+        "model_version": resolved.model_version,
+        "run_id": resolved.run_id,
+        "labels": {str(k): v for k, v in labels.items()},
+        "data_version": resolved.data_version,
+        "lineage": resolved.lineage,
+    }
