@@ -1,0 +1,198 @@
+"""Cluster-grade fixtures: an S3 API server, an S3-backed `mlflow server`, a multi-node Ray cluster.
+
+All of them run on 127.0.0.1 (or this machine's own address, for Ray) and are torn down at the
+end. The S3 server checks request signatures, and its credentials are a planted, recognisable
+secret so tests can prove it never leaks into logs or the MLflow store.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.mlflow_server import MlflowServer, MlflowServerOptions, free_port, running_mlflow_server
+
+ROOT = Path(__file__).resolve().parents[2]
+S3_SERVER_SCRIPT = Path(__file__).with_name("s3_server.py")
+
+PLANTED_ACCESS_KEY_ID = "AKIAPLANTEDCLUSTER42"
+PLANTED_SECRET = "planted-S3-secret-c0ffee-must-never-appear-9f3b"
+MLFLOW_BUCKET = "mlflow"
+DVC_BUCKET = "dvc-remote"
+EMPTY_BUCKET = "empty-bucket"
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """A running S3 stand-in; `env()` is what a pipeline process needs to use it."""
+
+    endpoint_url: str
+    access_key_id: str
+    secret_access_key: str
+    log_path: Path
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MLFLOW_S3_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[S3Server]:
+    """moto's S3 API on 127.0.0.1 with signature checks and the planted credentials."""
+    tmp = tmp_path_factory.mktemp("s3-server")
+    port = free_port()
+    log_path = tmp / "s3-server.log"
+    cmd = [
+        sys.executable, str(S3_SERVER_SCRIPT), "--port", str(port),
+        "--access-key-id", PLANTED_ACCESS_KEY_ID, "--secret-access-key", PLANTED_SECRET,
+        "--bucket", MLFLOW_BUCKET, "--bucket", DVC_BUCKET, "--bucket", EMPTY_BUCKET,
+    ]  # fmt: skip
+    with open(log_path, "wb") as log_fh:
+        proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while "READY" not in log_path.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"S3 server did not start:\n{tail}")
+            time.sleep(0.1)
+        yield S3Server(f"http://127.0.0.1:{port}", PLANTED_ACCESS_KEY_ID, PLANTED_SECRET, log_path)
+    finally:
+        _stop_group(proc)
+
+
+@pytest.fixture(scope="session")
+def s3_mlflow_server(s3_server: S3Server, tmp_path_factory) -> Iterator[MlflowServer]:
+    """A real `mlflow server` whose artifact root is the S3 bucket: clients write artifacts there
+    themselves with MLFLOW_S3_ENDPOINT_URL and AWS_* (the platform's MinIO setup)."""
+    options = MlflowServerOptions(
+        serve_artifacts=False,
+        default_artifact_root=f"s3://{MLFLOW_BUCKET}/artifacts",
+        env=s3_server.env(),
+    )
+    with running_mlflow_server(tmp_path_factory.mktemp("mlflow-s3"), options) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pipeline_env(s3_server: S3Server, s3_mlflow_server: MlflowServer, tmp_path_factory) -> dict[str, str]:
+    """Environment for a step subprocess: S3 credentials, the tracking server, offline models."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "AWS_", "RAY_ADDRESS"))}
+    env.update(s3_server.env())
+    env.update(
+        {
+            "MLFLOW_TRACKING_URI": s3_mlflow_server.url,
+            "MLFLOW_EXPERIMENT_NAME": "cluster-e2e",
+            "EMOTION_LOCAL_DIR": str(tmp_path_factory.mktemp("local")),
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    return env
+
+
+@dataclass
+class StepRun:
+    """A finished step subprocess: exit code and its log (stdout + stderr)."""
+
+    name: str
+    returncode: int
+    log_path: Path
+
+    @property
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class StepRunner:
+    """Runs `python -m <module> ...` subprocesses, keeping every log so tests can grep them all."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]):
+        self.log_dir = log_dir
+        self.env = env
+        self.runs: list[StepRun] = []
+
+    def __call__(
+        self,
+        name: str,
+        *args: str,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+        check: bool = True,
+    ) -> StepRun:
+        log_path = self.log_dir / f"{len(self.runs):02d}-{name.replace(' ', '_')}.log"
+        cmd = [sys.executable, "-m", *name.split(), *args]
+        with open(log_path, "wb") as log_fh:
+            log_fh.write(("$ " + " ".join(cmd) + "\n").encode())
+            log_fh.flush()
+            proc = subprocess.run(
+                cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log_fh, stderr=subprocess.STDOUT,
+                timeout=timeout, check=False,
+            )  # fmt: skip
+        run = StepRun(name, proc.returncode, log_path)
+        self.runs.append(run)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{name} exited {proc.returncode}:\n{run.log[-6000:]}")
+        return run
+
+
+@pytest.fixture(scope="session")
+def step_runner(pipeline_env: dict[str, str], tmp_path_factory) -> StepRunner:
+    return StepRunner(tmp_path_factory.mktemp("step-logs"), pipeline_env)
+
+
+@dataclass
+class RayCluster:
+    """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`)."""
+
+    cluster: object  # ray.cluster_utils.Cluster
+    address: str
+    head_node_id: str
+    worker_node_ids: list[str]
+
+
+@pytest.fixture(scope="module")
+def ray_cluster() -> Iterator[RayCluster]:
+    """A head and one worker node, one CPU each, so two one-CPU trials must run on different nodes.
+
+    Started without connecting this process, so step subprocesses join it by address exactly
+    as they would join a remote cluster.
+    """
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True,
+        connect=False,
+        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 1024**2},
+    )
+    try:
+        worker = cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
+        cluster.wait_for_nodes()
+        yield RayCluster(cluster, cluster.address, cluster.head_node.node_id, [worker.node_id])
+    finally:
+        cluster.shutdown()

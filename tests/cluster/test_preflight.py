@@ -1,0 +1,169 @@
+"""Pre-flight checks: a broken object store or Ray address fails fast, naming the endpoint.
+
+The S3 checks run against the signature-checking S3 server; the Ray checks against a closed port.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import StepError
+from shared.object_store import check_bucket, check_s3_uri, display_endpoint, parse_s3_uri
+from shared.ray_cluster import check_ray_address, connect, parse_ray_address, resolve_ray_address
+from shared.settings import Settings
+from tests.cluster.conftest import DVC_BUCKET, EMPTY_BUCKET, MLFLOW_BUCKET, S3Server
+from tests.mlflow_server import free_port
+
+
+def _settings(server: S3Server, **overrides: str) -> Settings:
+    values = {
+        "mlflow_s3_endpoint_url": server.endpoint_url,
+        "aws_access_key_id": server.access_key_id,
+        "aws_secret_access_key": server.secret_access_key,
+        **overrides,
+    }
+    return Settings(**values)
+
+
+def _assert_no_secret(message: str, server: S3Server) -> None:
+    assert server.secret_access_key not in message
+    assert server.access_key_id not in message
+
+
+# ---------------------------------------------------------------------------------------------
+# S3
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_s3_uri_splits_bucket_and_prefix_and_rejects_other_schemes():
+    assert parse_s3_uri("s3://mlflow/artifacts/1/") == parse_s3_uri("s3://mlflow/artifacts/1")
+    loc = parse_s3_uri("s3://mlflow/artifacts/1")
+    assert (loc.bucket, loc.prefix, loc.uri) == ("mlflow", "artifacts/1", "s3://mlflow/artifacts/1")
+    for bad in ("/tmp/x", "gs://b/p", "s3:///nobucket"):
+        with pytest.raises(StepError, match="not an S3 URI"):
+            parse_s3_uri(bad)
+
+
+def test_display_endpoint_drops_user_info():
+    assert display_endpoint("http://user:pa55@minio.svc:9000/") == "http://minio.svc:9000/"
+    assert display_endpoint(None) == "the default AWS S3 endpoint"
+
+
+@pytest.mark.slow
+def test_good_credentials_and_existing_buckets_pass(s3_server: S3Server):
+    settings = _settings(s3_server)
+    for bucket in (MLFLOW_BUCKET, DVC_BUCKET, EMPTY_BUCKET):
+        check_s3_uri(f"s3://{bucket}/some/prefix", settings)
+
+
+@pytest.mark.slow
+def test_unreachable_endpoint_names_endpoint_and_bucket(s3_server: S3Server):
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    with pytest.raises(StepError) as err:
+        check_s3_uri(f"s3://{MLFLOW_BUCKET}/artifacts", _settings(s3_server, mlflow_s3_endpoint_url=endpoint))
+    message = str(err.value)
+    assert f"S3 endpoint {endpoint} is unreachable" in message
+    assert repr(MLFLOW_BUCKET) in message
+    _assert_no_secret(message, s3_server)
+
+
+@pytest.mark.slow
+def test_missing_bucket_names_bucket_and_endpoint(s3_server: S3Server):
+    with pytest.raises(StepError) as err:
+        check_s3_uri("s3://no-such-bucket/artifacts", _settings(s3_server))
+    message = str(err.value)
+    assert "bucket 'no-such-bucket' does not exist" in message
+    assert s3_server.endpoint_url in message
+    _assert_no_secret(message, s3_server)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "overrides, code",
+    [
+        ({"aws_secret_access_key": "wrong-secret-0123456789"}, "SignatureDoesNotMatch"),
+        ({"aws_access_key_id": "AKIAUNKNOWNKEY000000"}, "InvalidAccessKeyId"),
+    ],
+)
+def test_wrong_credentials_are_reported_without_the_secret(s3_server: S3Server, overrides, code):
+    with pytest.raises(StepError) as err:
+        check_s3_uri(f"s3://{MLFLOW_BUCKET}/artifacts", _settings(s3_server, **overrides))
+    message = str(err.value)
+    assert f"S3 endpoint {s3_server.endpoint_url} rejected the credentials" in message
+    assert code in message and repr(MLFLOW_BUCKET) in message
+    assert "AWS_ACCESS_KEY_ID" in message  # tells the user which settings to fix
+    _assert_no_secret(message, s3_server)
+    for value in overrides.values():
+        assert value not in message
+
+
+@pytest.mark.slow
+def test_check_bucket_takes_explicit_endpoint_and_credentials(s3_server: S3Server):
+    """The form a DVC remote uses: its own endpoint, credentials given directly."""
+    check_bucket(
+        f"s3://{DVC_BUCKET}",
+        endpoint_url=s3_server.endpoint_url,
+        access_key_id=s3_server.access_key_id,
+        secret_access_key=s3_server.secret_access_key,
+    )
+    with pytest.raises(StepError, match="rejected the credentials"):
+        check_bucket(
+            f"s3://{DVC_BUCKET}",
+            endpoint_url=s3_server.endpoint_url,
+            access_key_id=s3_server.access_key_id,
+            secret_access_key="not-it",
+        )
+
+
+def test_non_s3_uris_are_not_checked():
+    """Local artifact roots and proxied `mlflow-artifacts:` need no object-store pre-flight."""
+    settings = Settings(mlflow_s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
+    for uri in ("/tmp/mlartifacts", "file:///tmp/x", "mlflow-artifacts:/1/abc"):
+        check_s3_uri(uri, settings)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ray
+# ---------------------------------------------------------------------------------------------
+
+
+def test_parse_ray_address_forms():
+    def parts(address: str) -> tuple[str, int, bool]:
+        parsed = parse_ray_address(address)
+        return parsed.host, parsed.port, parsed.client
+
+    assert parts("head.svc:6379") == ("head.svc", 6379, False)
+    assert parts("head.svc") == ("head.svc", 6379, False)
+    assert parts("ray://head.svc") == ("head.svc", 10001, True)
+    with pytest.raises(StepError, match="dashboard/job-submission URL.*ray job submit"):
+        parse_ray_address("http://head.svc:8265")
+    with pytest.raises(StepError, match="port is not a number"):
+        parse_ray_address("head.svc:http")
+    with pytest.raises(StepError, match="not HOST:PORT"):
+        parse_ray_address("head.svc:6379/x")
+
+
+def test_resolve_ray_address_local_auto_and_env():
+    assert resolve_ray_address(None) is None
+    assert resolve_ray_address("") is None
+    assert resolve_ray_address("local") is None
+    assert resolve_ray_address("auto", environ={"RAY_ADDRESS": "10.0.0.5:6379"}) == "10.0.0.5:6379"
+    assert resolve_ray_address("auto", environ={}) == "auto"
+    assert resolve_ray_address(" 10.0.0.5:6379 ") == "10.0.0.5:6379"
+
+
+def test_unreachable_ray_address_names_it():
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(StepError, match=rf"Ray cluster at {address} is unreachable"):
+        check_ray_address(address, timeout_s=2)
+    with pytest.raises(StepError, match="does not resolve"):
+        check_ray_address("no-such-head.invalid:6379", timeout_s=2)
+
+
+def test_connect_fails_before_starting_ray():
+    import ray
+
+    address = f"127.0.0.1:{free_port()}"
+    with pytest.raises(StepError, match=rf"Ray cluster at {address} is unreachable"):
+        connect(address, timeout_s=2)
+    assert not ray.is_initialized()
