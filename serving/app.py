@@ -38,6 +38,7 @@ ENDPOINTS = ("/", "/health", "/ready", "/info", "/predict", "/metrics", "/docs",
 ERROR_RESPONSES = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
+        400: "Body is not UTF-8 JSON or is nested too deeply; bad Content-Length",
         413: "Request body over SERVE_MAX_BODY_BYTES",
         415: "Content-Type is not application/json",
         422: "Invalid input (the detail names the problem)",
@@ -109,9 +110,10 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(
-            status_code=exc.status_code, content={"detail": str(exc.detail)}, headers=exc.headers
-        )
+        detail = str(exc.detail)
+        if exc.status_code == 400 and detail == "There was an error parsing the body":
+            detail = "request body could not be parsed as JSON (not UTF-8, or nested too deeply)"
+        return JSONResponse(status_code=exc.status_code, content={"detail": detail}, headers=exc.headers)
 
     @app.get("/", response_model=ServiceInfo)
     async def root() -> ServiceInfo:

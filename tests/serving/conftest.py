@@ -1,0 +1,67 @@
+"""Serving fixtures: the app on the tiny model (in-process), and a live Uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.app import create_app
+from serving.settings import ServeSettings
+
+
+def wait_ready(get, timeout: float = 60.0):
+    """Poll /ready until 200 (returns the body) or the model failed / time ran out (fails the test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = get("/ready")
+        body = response.json()
+        if response.status_code == 200:
+            return body
+        if body.get("status") == "failed" or time.monotonic() > deadline:
+            pytest.fail(f"server not ready: {body}")
+        time.sleep(0.05)
+
+
+def make_settings(model_dir: Path, tmp_path: Path, **overrides) -> ServeSettings:
+    values = {"model_uri": str(model_dir), "cache_dir": tmp_path / "cache", "threads": 1} | overrides
+    return ServeSettings(**values)
+
+
+@pytest.fixture(scope="module")
+def client(tiny_model_dir: Path, tmp_path_factory) -> Iterator[TestClient]:
+    """A ready app (default settings, tiny model) behind the in-process test client."""
+    app = create_app(make_settings(tiny_model_dir, tmp_path_factory.mktemp("serve")), tracking_uri="unused")
+    with TestClient(app) as test_client:
+        wait_ready(test_client.get)
+        yield test_client
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_model_dir: Path, tmp_path_factory) -> Iterator[str]:
+    """The app under a real Uvicorn server on 127.0.0.1 (a free port), in a background thread."""
+    import uvicorn
+
+    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("live"), max_texts=8, max_text_chars=200)
+    config = uvicorn.Config(
+        create_app(settings, tracking_uri="unused"), host="127.0.0.1", port=0, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers):
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    base_url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=base_url) as http:
+        wait_ready(http.get)
+    yield base_url
+    server.should_exit = True
+    thread.join(timeout=10)

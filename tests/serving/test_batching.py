@@ -1,0 +1,119 @@
+"""Micro-batching: concurrent calls share forward passes, answers go back to their callers."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+
+from serving.batching import BatcherClosed, MicroBatcher
+
+
+class RecordingModel:
+    """Fake model: row i is [len(text_i), i-th text's number]; records batch sizes and threads."""
+
+    def __init__(self, delay: float = 0.0, fail_on: str | None = None) -> None:
+        self.batches: list[list[str]] = []
+        self.threads: set[int] = set()
+        self.delay = delay
+        self.fail_on = fail_on
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        import time
+
+        self.batches.append(list(texts))
+        self.threads.add(threading.get_ident())
+        if self.fail_on in texts:
+            raise RuntimeError("boom")
+        time.sleep(self.delay)
+        return np.array([[len(t), float(t.split("-")[-1])] for t in texts])
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_batches_and_get_their_own_rows():
+    model = RecordingModel(delay=0.02)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=20)
+        batcher.start()
+        requests = [[f"t-{i}"] for i in range(20)] + [[f"x-{i}" for i in range(100, 103)]]
+        results = await asyncio.gather(*(batcher.predict(r) for r in requests))
+        await batcher.stop()
+        return requests, results
+
+    requests, results = run(scenario())
+    for texts, probs in zip(requests, results, strict=True):
+        assert probs[:, 1].tolist() == [float(t.split("-")[-1]) for t in texts]
+    sizes = [len(b) for b in model.batches]
+    assert sum(sizes) == 23 and max(sizes) <= 8
+    assert len(model.batches) < 21  # grouped, not one pass per request
+    assert threading.get_ident() not in model.threads  # inference ran off the event loop thread
+
+
+def test_a_request_larger_than_a_batch_is_split_into_batches():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
+        batcher.start()
+        out = await batcher.predict([f"t-{i}" for i in range(10)])
+        await batcher.stop()
+        return out
+
+    out = run(scenario())
+    assert out[:, 1].tolist() == list(range(10))
+    assert [len(b) for b in model.batches] == [4, 4, 2]
+
+
+def test_a_full_batch_runs_without_waiting_for_the_deadline():
+    model = RecordingModel()
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=600_000)
+        batcher.start()
+        # with a 10-minute collection window, only a full batch can finish within the timeout
+        out = await asyncio.wait_for(batcher.predict([f"t-{i}" for i in range(32)]), timeout=60)
+        await batcher.stop()
+        return out
+
+    assert run(scenario()).shape == (32, 2)
+    assert [len(b) for b in model.batches] == [32]
+
+
+def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving():
+    model = RecordingModel(fail_on="bad-1")
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+        batcher.start()
+        with pytest.raises(RuntimeError, match="boom"):
+            await batcher.predict(["bad-1"])
+        ok = await batcher.predict(["good-2"])
+        await batcher.stop()
+        return ok
+
+    assert run(scenario())[0, 1] == 2.0
+
+
+def test_stopped_batcher_refuses_and_fails_queued_requests():
+    model = RecordingModel(delay=0.2)
+
+    async def scenario():
+        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        batcher.start()
+        first = asyncio.create_task(batcher.predict(["a-1"]))
+        queued = asyncio.create_task(batcher.predict(["b-2"]))
+        await asyncio.sleep(0.05)
+        await batcher.stop()
+        results = await asyncio.gather(first, queued, return_exceptions=True)
+        with pytest.raises(BatcherClosed):
+            await batcher.predict(["c-3"])
+        return results
+
+    results = run(scenario())
+    assert all(isinstance(r, BatcherClosed) for r in results)
