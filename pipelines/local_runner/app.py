@@ -1,0 +1,195 @@
+"""What `python -m pipelines.run_local` does: start or resume a run, run it, report it."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.display import make_display
+from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.runner import Runner
+from pipelines.local_runner.services import mlflow_server
+from pipelines.local_runner.state import (
+    RUN_FAILED,
+    RUN_INTERRUPTED,
+    RUN_RUNNING,
+    RUN_SUCCEEDED,
+    RunState,
+    StateStore,
+    TaskState,
+    latest_run,
+    load_state,
+)
+from pipelines.local_runner.summary import build_summary, print_summary, write_summary
+from pipelines.local_runner.workflow import Workflow, load_workflow
+from pipelines.profiles import profile_parameters
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+TRACKING_PARAM = "mlflow-tracking-uri"
+LOG_TAIL_LINES = 20
+
+
+@dataclass
+class RunRequest:
+    workflow: Path
+    params: list[str] = field(default_factory=list)
+    profile: str | None = None
+    local_dir: Path = Path(".local")
+    resume: str | None = None
+    resume_last: bool = False
+    no_cache: bool = False
+    mlflow_server: bool = False
+    mlflow_port: int = 5050
+    workdir: Path = field(default_factory=Path.cwd)
+    smoke: bool = True
+
+
+def parse_params(items: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise WorkflowError(f"--param {item!r}: expected NAME=VALUE")
+        values[key.strip()] = value
+    return values
+
+
+def _new_state(wf: Workflow, request: RunRequest, local_dir: Path) -> RunState:
+    overrides = parse_params(request.params)
+    try:
+        profile = profile_parameters(request.profile, local_dir, set(wf.declared)) if request.profile else {}
+    except KeyError as exc:
+        raise WorkflowError(str(exc.args[0])) from None
+    parameters = wf.resolve_parameters(profile, overrides)
+    suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
+    name = f"{wf.name}-{suffix}"
+    import uuid
+
+    state = RunState(
+        run_id=name,
+        workflow=str(wf.source),
+        workflow_name=name,
+        workflow_uid=str(uuid.uuid4()),
+        parameters=parameters,
+    )
+    state.tasks = {task: TaskState() for task in wf.tasks}
+    return state
+
+
+def _resumed_state(wf: Workflow, request: RunRequest, runs_dir: Path) -> RunState:
+    if request.params:
+        raise WorkflowError(
+            "--param cannot change a resumed run's parameters; start a new run instead "
+            "(memoized steps are served from the cache)"
+        )
+    run_id = request.resume or latest_run(runs_dir)
+    state = load_state(runs_dir / run_id)
+    if set(state.parameters) != set(wf.declared):
+        raise WorkflowError(f"run {run_id} was made from a workflow with other parameters than {wf.source}")
+    kept = {}
+    for name in wf.tasks:
+        old = state.tasks.get(name)
+        done = (
+            old is not None
+            and old.phase in (SUCCEEDED, CACHED)
+            and all(Path(p).exists() for p in old.artifacts.values())
+        )
+        kept[name] = old if done else TaskState()
+    state.tasks = kept
+    state.phase, state.finished_at = RUN_RUNNING, None
+    return state
+
+
+def _report_failures(state: RunState, run_dir: Path, console: Console) -> None:
+    for name, task in state.tasks.items():
+        if task.phase not in (FAILED, ERRORED):
+            continue
+        code = "" if task.exit_code is None else f" (exit code {task.exit_code})"
+        console.print(
+            f"\n[bold red]task {name} {task.phase}{code}[/]: {task.message}", markup=True, highlight=False
+        )
+        log = run_dir / "logs" / f"{name}.log"
+        if log.is_file():
+            lines = log.read_text(errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            console.print(f"[dim]last {len(lines)} lines of {log}:[/]", markup=True)
+            console.print("\n".join(lines), markup=False, highlight=False)
+
+
+def execute_run(request: RunRequest, console: Console | None = None) -> int:
+    """Validate, run and summarise; return the process exit code. Raises WorkflowError on bad input."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    wf = load_workflow(request.workflow)
+    local_dir = Path(request.local_dir).resolve()
+    runs_dir = local_dir / "runs"
+    resuming = bool(request.resume or request.resume_last)
+    state = _resumed_state(wf, request, runs_dir) if resuming else _new_state(wf, request, local_dir)
+    run_dir = runs_dir / state.run_id
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        shutil.copyfile(wf.source, run_dir / "workflow.yaml")
+    store = StateStore(run_dir, state)
+    store.save()
+    verb = "resuming" if resuming else "starting"
+    console.print(
+        f"{verb} run [bold]{state.run_id}[/] of {wf.source} (uid {state.workflow_uid})", markup=True
+    )
+    console.print(f"  run folder: {run_dir}", highlight=False)
+
+    with contextlib.ExitStack() as stack:
+        runtime = dict(state.parameters)
+        if request.mlflow_server:
+            uri = runtime.get(TRACKING_PARAM, "")
+            backend = uri if uri.startswith("sqlite:") else f"sqlite:///{local_dir / 'mlflow.db'}"
+            url = stack.enter_context(
+                mlflow_server(
+                    backend,
+                    local_dir / "mlartifacts",
+                    run_dir / "logs" / "_mlflow-server.log",
+                    port=request.mlflow_port,
+                )
+            )
+            console.print(f"  mlflow server: {url} (backed by {backend})", highlight=False)
+            if TRACKING_PARAM in runtime:
+                runtime[TRACKING_PARAM] = url
+        display = make_display(state, console)
+        runner = Runner(
+            wf,
+            store,
+            run_dir,
+            workdir=request.workdir,
+            cache_dir=local_dir / "cache",
+            use_cache=not request.no_cache,
+            on_change=display.changed,
+            parameters=runtime,
+        )
+        display.start()
+        try:
+            phase = runner.run()
+        finally:
+            display.stop()
+
+    if phase == RUN_FAILED:
+        _report_failures(state, run_dir, console)
+    summary = build_summary(state, run_dir, smoke=request.smoke)
+    write_summary(summary, run_dir)
+    print_summary(summary, console)
+    if phase == RUN_INTERRUPTED:
+        console.print(
+            f"interrupted; resume with: python -m pipelines.run_local {wf.source} --resume {state.run_id}",
+            highlight=False,
+        )
+        return EXIT_INTERRUPTED
+    if phase != RUN_SUCCEEDED:
+        console.print(
+            f"resume after fixing with: python -m pipelines.run_local {wf.source} --resume-last",
+            highlight=False,
+        )
+        return EXIT_FAILED
+    return EXIT_OK

@@ -1,0 +1,65 @@
+"""Map a template's absolute container paths into the task's folder under the run.
+
+Every absolute path a template declares (artifact paths, output parameter `valueFrom.path`) lives
+under `<task dir>/fs/<path>` locally. Occurrences of those paths - and of paths beneath them or of
+their parent folders (`--result-dir /tmp/result` for `/tmp/result/version`) - in command, args,
+env values and script source are rewritten to the local paths.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+# An absolute path not preceded by a path/URL character (so `sqlite:////x` and `http://h/x` stay).
+_ABS_PATH = re.compile(r"(?<![\w./:~-])/[\w.@+-]+(?:/[\w.@+-]+)*/?")
+
+
+def declared_paths(template: dict) -> list[str]:
+    """The absolute container paths a template declares for its inputs and outputs."""
+    paths: list[str] = []
+    for section in ("inputs", "outputs"):
+        spec = template.get(section, {})
+        for artifact in spec.get("artifacts", []):
+            if artifact.get("path"):
+                paths.append(artifact["path"])
+        for param in spec.get("parameters", []):
+            value_from = param.get("valueFrom") or {}
+            if value_from.get("path"):
+                paths.append(value_from["path"])
+    return [p for p in paths if p.startswith("/")]
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    return PurePosixPath(path).parts[1:]
+
+
+class PathMap:
+    """Rewrites container paths related to the declared ones into `root`."""
+
+    def __init__(self, root: Path, declared: Iterable[str]):
+        self.root = Path(root)
+        self.declared = [_parts(p) for p in declared]
+
+    def local(self, container_path: str) -> Path:
+        return self.root.joinpath(*_parts(container_path))
+
+    def is_mapped(self, container_path: str) -> bool:
+        parts = _parts(container_path)
+        for declared in self.declared:
+            if parts[: len(declared)] == declared:  # the path itself or beneath it
+                return True
+            if len(parts) >= 2 and declared[: len(parts)] == parts:  # a parent folder (not `/tmp`)
+                return True
+        return False
+
+    def rewrite(self, text: str) -> str:
+        def replace(match: re.Match[str]) -> str:
+            path = match.group(0)
+            if not self.is_mapped(path.rstrip("/")):
+                return path
+            local = str(self.local(path.rstrip("/")))
+            return local + "/" if path.endswith("/") and len(path) > 1 else local
+
+        return _ABS_PATH.sub(replace, text)

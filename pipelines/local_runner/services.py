@@ -1,0 +1,85 @@
+"""Services a local run may need: an `mlflow server` on 127.0.0.1 for the run's duration.
+
+With a sqlite tracking URI the steps talk to the store directly and nothing is started; with
+`--mlflow-server` the runner serves that store over HTTP (like the cluster's tracking server),
+passes the URL to the workflow and stops the server when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.process import terminate_group
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(url + "/health", timeout=2.0).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@contextmanager
+def mlflow_server(
+    backend_uri: str, artifacts_dir: Path, log_path: Path, port: int | None = None, timeout: float = 120.0
+):
+    """Run `mlflow server` for the block; yield its URL."""
+    if not backend_uri.startswith("sqlite:"):
+        raise WorkflowError(f"--mlflow-server needs a sqlite tracking URI, got {backend_uri!r}")
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    mlflow_cli = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
+    argv = ([mlflow_cli] if mlflow_cli else [sys.executable, "-m", "mlflow"]) + [
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--default-artifact-root",
+        str(artifacts_dir.resolve()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            env=dict(os.environ),
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(url):
+            if proc.poll() is not None:
+                raise WorkflowError(f"mlflow server exited with code {proc.returncode}; see {log_path}")
+            if time.monotonic() > deadline:
+                raise WorkflowError(
+                    f"mlflow server did not answer on {url} within {timeout:.0f}s; see {log_path}"
+                )
+            time.sleep(0.5)
+        yield url
+    finally:
+        terminate_group(proc.pid)
+        proc.wait()

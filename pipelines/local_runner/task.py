@@ -1,0 +1,372 @@
+"""Prepare and execute one DAG task locally: inputs, path mapping, cache, attempts, outputs."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
+from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.paths import PathMap, declared_paths
+from pipelines.local_runner.process import ProcessGroups, run_attempt
+from pipelines.local_runner.retry import RetryStrategy
+from pipelines.local_runner.state import RETRYING, RUNNING, StateStore
+from pipelines.local_runner.substitution import references, substitute
+
+INTERRUPTED = "interrupted"
+
+
+@dataclass
+class TaskContext:
+    """What a task needs from the run: where things go and how to report."""
+
+    run_dir: Path
+    workdir: Path
+    store: StateStore
+    groups: ProcessGroups
+    cache: Cache | None
+    use_cache: bool
+    global_vars: dict[str, str]
+    default_retry: dict | None = None
+    hashes: dict[str, str] = field(default_factory=dict)  # local artifact path -> content hash
+    on_change: object = None  # callable(task_name) for the display
+
+    def changed(self, name: str) -> None:
+        if callable(self.on_change):
+            self.on_change(name)
+
+
+@dataclass
+class ResolvedTask:
+    """A task whose arguments are substituted and ready to run."""
+
+    name: str
+    template: dict
+    parameters: dict[str, str]  # task argument parameters
+    artifacts: dict[str, dict]  # task argument artifacts: name -> {"local": path} | {"raw": text}
+
+
+class TaskFailure(Exception):
+    def __init__(self, message: str, phase: str = FAILED, exit_code: int | None = None):
+        super().__init__(message)
+        self.phase = phase
+        self.exit_code = exit_code
+
+
+def _input_parameters(task: ResolvedTask, variables: dict[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for spec in task.template.get("inputs", {}).get("parameters", []):
+        name = spec["name"]
+        if name in task.parameters:
+            values[name] = task.parameters[name]
+        elif spec.get("value") is not None:
+            values[name] = substitute(str(spec["value"]), variables, f"task {task.name!r} input {name}")
+        elif spec.get("default") is not None:
+            values[name] = substitute(str(spec["default"]), variables, f"task {task.name!r} input {name}")
+        else:
+            raise TaskFailure(
+                f"input parameter {name!r} of template {task.template['name']!r} has no value", ERRORED
+            )
+    return values
+
+
+def _input_artifacts(task: ResolvedTask, variables: dict[str, str]) -> dict[str, dict]:
+    """name -> {"path", "local": source} or {"path", "raw": text}; absent optional artifacts left out."""
+    resolved: dict[str, dict] = {}
+    for spec in task.template.get("inputs", {}).get("artifacts", []):
+        name = spec["name"]
+        source = dict(task.artifacts.get(name, {}))
+        if not source and spec.get("raw"):
+            source = {"raw": substitute(str(spec["raw"].get("data", "")), variables, f"artifact {name}")}
+        if not source:
+            if spec.get("optional"):
+                continue
+            raise TaskFailure(
+                f"input artifact {name!r} has no local source (only `from` task outputs and "
+                "`raw` artifacts are available locally)",
+                ERRORED,
+            )
+        if "path" not in spec:
+            raise TaskFailure(f"input artifact {name!r} has no path", ERRORED)
+        source["path"] = spec["path"]
+        resolved[name] = source
+    return resolved
+
+
+def _globals_used(template: dict, global_vars: dict[str, str]) -> dict[str, str]:
+    text = str(template)
+    return {
+        ref: global_vars[ref]
+        for ref in references(text)
+        if ref.startswith("workflow.parameters.") and ref in global_vars
+    }
+
+
+def _read_output_parameters(template: dict, paths: PathMap, variables: dict[str, str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for spec in template.get("outputs", {}).get("parameters", []):
+        name = spec["name"]
+        value_from = spec.get("valueFrom") or {}
+        if "path" in value_from:
+            local = paths.local(value_from["path"])
+            if local.is_file():
+                values[name] = local.read_text(errors="replace").rstrip("\n")
+            elif value_from.get("default") is not None:
+                values[name] = str(value_from["default"])
+            else:
+                raise TaskFailure(f"output parameter {name!r}: {value_from['path']} was not written")
+        elif spec.get("value") is not None:
+            values[name] = substitute(str(spec["value"]), variables, f"output parameter {name}")
+        elif value_from.get("default") is not None:
+            values[name] = str(value_from["default"])
+        else:
+            raise TaskFailure(f"output parameter {name!r}: only valueFrom.path is supported locally", ERRORED)
+    return values
+
+
+def _output_artifacts(template: dict, paths: PathMap) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for spec in template.get("outputs", {}).get("artifacts", []):
+        local = paths.local(spec["path"])
+        if local.exists():
+            found[spec["name"]] = local
+        elif not spec.get("optional"):
+            raise TaskFailure(f"output artifact {spec['name']!r}: {spec['path']} was not written")
+    return found
+
+
+def _env(template: dict, variables: dict[str, str], paths: PathMap, where: str) -> dict[str, str]:
+    """os.environ + the template's env; secret/configMap refs come from os.environ by name or are left out."""
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    body = template.get("container") or template.get("script") or {}
+    for var in body.get("env", []):
+        name = var["name"]
+        if "value" in var:
+            env[name] = paths.rewrite(substitute(str(var["value"]), variables, f"{where} env {name}"))
+        elif "valueFrom" in var:
+            if name not in os.environ:
+                env.pop(name, None)
+        else:
+            env[name] = ""
+    return env
+
+
+def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: Path, where: str) -> list[str]:
+    if "container" in template:
+        body = template["container"]
+        command = list(body.get("command") or [])
+        if not command:
+            raise TaskFailure(
+                f"{where}: container has no command (images are ignored locally, so the "
+                "template must name its command)",
+                ERRORED,
+            )
+        argv = command + list(body.get("args") or [])
+        return [paths.rewrite(substitute(str(a), variables, where)) for a in argv]
+    body = template["script"]
+    source = paths.rewrite(substitute(str(body.get("source", "")), variables, where))
+    script = task_dir / "script"
+    script.write_text(source)
+    command = [paths.rewrite(substitute(str(a), variables, where)) for a in body.get("command") or ["sh"]]
+    return (
+        command
+        + [str(script)]
+        + [paths.rewrite(substitute(str(a), variables, where)) for a in body.get("args") or []]
+    )
+
+
+def _prepare_fs(paths: PathMap, template: dict, inputs: dict[str, dict]) -> None:
+    """Parent folders for every declared path; input artifacts linked (or raw ones written) in place."""
+    for path in declared_paths(template):
+        paths.local(path).parent.mkdir(parents=True, exist_ok=True)
+    for name, source in inputs.items():
+        target = paths.local(source["path"])
+        if target.is_symlink() or target.is_file():
+            target.unlink()
+        elif target.is_dir():
+            shutil.rmtree(target)
+        if "raw" in source:
+            target.write_text(source["raw"])
+        else:
+            local = Path(source["local"])
+            if not local.exists():
+                raise TaskFailure(f"input artifact {name!r}: {local} does not exist", ERRORED)
+            target.symlink_to(local.resolve(), target_is_directory=local.is_dir())
+
+
+def execute(task: ResolvedTask, ctx: TaskContext) -> None:
+    """Run `task` to completion, recording its phase and outputs in the run state."""
+    name = task.name
+    task_dir = ctx.run_dir / "tasks" / name
+    shutil.rmtree(task_dir, ignore_errors=True)
+    fs = task_dir / "fs"
+    fs.mkdir(parents=True)
+    log_path = ctx.run_dir / "logs" / f"{name}.log"
+    template = copy.deepcopy(task.template)
+    where = f"task {name!r} (template {template['name']!r})"
+    ctx.store.update_task(
+        name, phase=RUNNING, started_at=time.time(), finished_at=None, attempts=0, exit_code=None, message=""
+    )
+    ctx.changed(name)
+    try:
+        paths = PathMap(fs, declared_paths(template))
+        variables = dict(ctx.global_vars)
+        inputs = _input_parameters(task, variables)
+        variables.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
+        artifacts = _input_artifacts(task, variables)
+        for section in ("inputs", "outputs"):
+            for spec in template.get(section, {}).get("artifacts", []):
+                if spec.get("path"):
+                    variables[f"{section}.artifacts.{spec['name']}.path"] = spec["path"]
+        for spec in template.get("outputs", {}).get("parameters", []):
+            if (spec.get("valueFrom") or {}).get("path"):
+                variables[f"outputs.parameters.{spec['name']}.path"] = spec["valueFrom"]["path"]
+
+        key = None
+        memoize = template.get("memoize")
+        if memoize and ctx.cache is not None:
+            hashes = {}
+            for art, source in artifacts.items():
+                local = source.get("local")
+                if local is None:
+                    hashes[art] = source["raw"]
+                else:
+                    hashes[art] = ctx.hashes.get(local) or hash_path(Path(local))
+                    ctx.hashes[local] = hashes[art]
+            memo_key = substitute(str(memoize.get("key", "")), variables, f"{where} memoize.key")
+            key = cache_key(template, memo_key, inputs, _globals_used(template, ctx.global_vars), hashes)
+            entry = ctx.cache.lookup(key, parse_duration(memoize.get("maxAge"))) if ctx.use_cache else None
+            if entry is not None:
+                _serve_from_cache(task, ctx, paths, key, entry, log_path)
+                ctx.changed(name)
+                return
+
+        _prepare_fs(paths, template, artifacts)
+        argv = _argv(template, variables, paths, task_dir, where)
+        env = _env(template, variables, paths, where)
+        retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
+        timeout = parse_duration(template.get("activeDeadlineSeconds"))
+        first_start = time.monotonic()
+        attempts = 0
+        while True:
+            attempts += 1
+            ctx.store.update_task(name, attempts=attempts, phase=RUNNING, message="")
+            ctx.changed(name)
+            with open(log_path, "ab") as log:
+                log.write(f"[local-runner] attempt {attempts}: {' '.join(argv)}\n".encode())
+            attempt = run_attempt(argv, env, ctx.workdir, log_path, ctx.groups, timeout)
+            if ctx.groups.stopping.is_set():
+                raise TaskFailure("interrupted", INTERRUPTED, attempt.exit_code)
+            if attempt.status == "Succeeded":
+                break
+            again, delay = retry.should_retry(attempt, attempts, time.monotonic() - first_start)
+            if not again:
+                raise TaskFailure(
+                    attempt.message, FAILED if attempt.status == "Failed" else ERRORED, attempt.exit_code
+                )
+            ctx.store.update_task(
+                name,
+                phase=RETRYING,
+                exit_code=attempt.exit_code,
+                message=f"{attempt.message}; retrying in {delay:g}s",
+            )
+            ctx.changed(name)
+            if ctx.groups.stopping.wait(delay):
+                raise TaskFailure("interrupted", INTERRUPTED, attempt.exit_code)
+
+        outputs = _read_output_parameters(template, paths, variables)
+        produced = _output_artifacts(template, paths)
+        result = attempt.stdout.strip()
+        if key is not None:
+            ctx.cache.store(key, name, outputs, result, produced)
+        ctx.store.update_task(
+            name,
+            phase=SUCCEEDED,
+            exit_code=0,
+            finished_at=time.time(),
+            cache_key=key,
+            parameters=outputs,
+            artifacts={k: str(v) for k, v in produced.items()},
+            result=result,
+            message="",
+        )
+    except TaskFailure as exc:
+        _fail(name, ctx, log_path, exc.phase, str(exc), exc.exit_code)
+    except WorkflowError as exc:
+        _fail(name, ctx, log_path, ERRORED, str(exc), None)
+    except Exception as exc:  # a runner bug must not hang the run: report it on the task
+        _fail(name, ctx, log_path, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}", None)
+    ctx.changed(name)
+
+
+def _fail(name: str, ctx: TaskContext, log_path: Path, phase: str, message: str, code: int | None) -> None:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"[local-runner] {phase}: {message}\n".encode())
+    ctx.store.update_task(name, phase=phase, message=message, exit_code=code, finished_at=time.time())
+
+
+def _serve_from_cache(
+    task: ResolvedTask, ctx: TaskContext, paths: PathMap, key: str, entry: dict, log_path: Path
+) -> None:
+    produced: dict[str, str] = {}
+    for spec in task.template.get("outputs", {}).get("artifacts", []):
+        if spec["name"] in entry["artifacts"]:
+            target = paths.local(spec["path"])
+            link_tree(ctx.cache.artifact_path(key, spec["name"]), target)
+            produced[spec["name"]] = str(target)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        log.write(f"[local-runner] memoized: served from {ctx.cache.root / key}\n".encode())
+    ctx.store.update_task(
+        task.name,
+        phase=CACHED,
+        exit_code=0,
+        finished_at=time.time(),
+        cache_key=key,
+        parameters=dict(entry["parameters"]),
+        artifacts=produced,
+        result=entry.get("result"),
+        message="memoized",
+    )
+
+
+def resolve_task(
+    name: str, task_spec: dict, template: dict, variables: dict[str, str], produced: dict[str, dict[str, str]]
+) -> ResolvedTask:
+    """Substitute a task's arguments; `produced` maps task -> output artifact -> local path."""
+    where = f"task {name!r}"
+    params = {
+        p["name"]: substitute(str(p.get("value", "")), variables, f"{where} argument {p['name']}")
+        for p in task_spec.get("arguments", {}).get("parameters", [])
+    }
+    artifacts: dict[str, dict] = {}
+    for art in task_spec.get("arguments", {}).get("artifacts", []):
+        if "from" in art:
+            ref = str(art["from"]).strip()
+            inner = ref[2:-2].strip() if ref.startswith("{{") and ref.endswith("}}") else ""
+            parts = inner.split(".")
+            if len(parts) != 5 or parts[0] != "tasks" or parts[2:4] != ["outputs", "artifacts"]:
+                raise WorkflowError(
+                    f"{where}: artifact {art['name']!r} from {ref!r}: only "
+                    "{{tasks.T.outputs.artifacts.X}} is supported locally"
+                )
+            local = produced.get(parts[1], {}).get(parts[4])
+            if local is None:
+                if art.get("optional"):
+                    continue
+                raise WorkflowError(
+                    f"{where}: artifact {art['name']!r}: task {parts[1]!r} produced no artifact {parts[4]!r}"
+                )
+            artifacts[art["name"]] = {"local": local}
+        elif "raw" in art:
+            artifacts[art["name"]] = {"raw": substitute(str(art["raw"].get("data", "")), variables, where)}
+        elif not art.get("optional"):
+            raise WorkflowError(f"{where}: artifact {art['name']!r} needs `from` or `raw` to run locally")
+    return ResolvedTask(name=name, template=template, parameters=params, artifacts=artifacts)

@@ -1,0 +1,62 @@
+"""Run a compiled Argo workflow on this machine: `python -m pipelines.run_local WORKFLOW.yaml`.
+
+Each container step runs as a local process (images ignored) in dependency order, independent
+tasks in parallel, with Argo's `when`/`depends`, retries, memoization (`.local/cache/`), per-run
+state for `--resume`, a live view of the tasks and a final summary (`.local/runs/<run>/`).
+
+Exit codes: 0 succeeded, 1 a task failed, 2 invalid workflow/parameters, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from pipelines.local_runner.app import EXIT_BAD_INPUT, RunRequest, execute_run
+from pipelines.local_runner.errors import WorkflowError
+
+app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None)
+
+
+@app.command()
+def main(
+    workflow: Path = typer.Argument(..., help="Compiled Workflow/WorkflowTemplate YAML"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Override a workflow parameter: NAME=VALUE"),
+    profile: str | None = typer.Option(None, help="Parameter profile for one machine (e.g. demo)"),
+    local_dir: Path = typer.Option(Path(".local"), help="Folder for runs, cache and local services"),
+    resume: str | None = typer.Option(None, help="Resume RUN_ID: rerun only its tasks that did not succeed"),
+    resume_last: bool = typer.Option(False, "--resume-last", help="Resume the most recent run"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not serve memoized tasks from the cache"),
+    mlflow_server: bool = typer.Option(
+        False, "--mlflow-server", help="Serve the sqlite MLflow store over HTTP for this run"
+    ),
+    mlflow_port: int = typer.Option(5050, help="Port of --mlflow-server on 127.0.0.1"),
+    smoke: bool = typer.Option(True, help="POST a smoke request to a deployed server at the end"),
+) -> None:
+    if resume and resume_last:
+        raise typer.BadParameter("use --resume RUN_ID or --resume-last, not both")
+    console = Console(highlight=False, soft_wrap=True)
+    request = RunRequest(
+        workflow=workflow,
+        params=list(param),
+        profile=profile,
+        local_dir=local_dir,
+        resume=resume,
+        resume_last=resume_last,
+        no_cache=no_cache,
+        mlflow_server=mlflow_server,
+        mlflow_port=mlflow_port,
+        smoke=smoke,
+    )
+    try:
+        code = execute_run(request, console)
+    except WorkflowError as exc:
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {exc}", markup=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    raise typer.Exit(code)
+
+
+if __name__ == "__main__":
+    app()
