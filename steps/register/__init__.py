@@ -1,0 +1,1 @@
+"""Register step: best hpo trial -> model version with alias challenger; champion gate; lineage."""
