@@ -1,0 +1,118 @@
+"""Offline validators: Argo's JSON schema (v4.1.2) and the KubeRay RayJob CRD (ray.io/v1), strict.
+
+- Argo: validate against the kind's definition, not the root `oneOf` (whose only error says nothing);
+  `IntOrString` accepts ints as Argo itself does (the saved schema says string only); and
+  `additionalProperties: false` is added to every object definition so typos such as
+  `retryStrategy.limt` fail instead of passing silently.
+- RayJob: the CRD's v1 `openAPIV3Schema`, strict the same way except where the CRD marks
+  `x-kubernetes-preserve-unknown-fields`.
+
+The schemas live outside the repo (../shared/schemas by default; set EMOTION_SCHEMAS_DIR to move them).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft7Validator, Draft202012Validator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARGO_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
+INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
+
+
+def schemas_dir() -> Path:
+    return Path(os.environ.get("EMOTION_SCHEMAS_DIR", REPO_ROOT.parent / "shared" / "schemas"))
+
+
+def _strict_definitions(definitions: dict[str, Any]) -> dict[str, Any]:
+    defs = copy.deepcopy(definitions)
+    defs[INT_OR_STRING] = {"type": ["integer", "string"]}
+    for definition in defs.values():
+        if definition.get("type") == "object" and "properties" in definition:
+            definition.setdefault("additionalProperties", False)
+    return defs
+
+
+@functools.lru_cache(maxsize=1)
+def _argo_schema() -> dict[str, Any]:
+    return json.loads((schemas_dir() / "argo-workflows" / "schema.json").read_text())
+
+
+@functools.lru_cache(maxsize=1)
+def swagger() -> dict[str, Any]:
+    """Argo server's OpenAPI (Swagger 2.0) spec, as saved."""
+    return json.loads((schemas_dir() / "argo-workflows" / "swagger.json").read_text())
+
+
+@functools.lru_cache(maxsize=8)
+def argo_validator(kind: str, strict: bool = True) -> Draft202012Validator:
+    base = _argo_schema()
+    defs = _strict_definitions(base["definitions"]) if strict else base["definitions"]
+    return Draft202012Validator(
+        {
+            "$schema": base["$schema"],
+            "definitions": defs,
+            "$ref": f"#/definitions/io.argoproj.workflow.v1alpha1.{kind}",
+        }
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def swagger_validator(definition: str) -> Draft7Validator:
+    """A strict validator for one swagger definition (a request body such as WorkflowCreateRequest)."""
+    spec = swagger()
+    defs = _strict_definitions(spec["definitions"])
+    return Draft7Validator({"definitions": defs, "$ref": f"#/definitions/{definition}"})
+
+
+def _format(errors) -> list[str]:
+    ordered = sorted(errors, key=lambda e: [str(p) for p in e.absolute_path])
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '<root>'}: {e.message}" for e in ordered]
+
+
+def workflow_errors(doc: dict[str, Any]) -> list[str]:
+    """Schema errors of an Argo document (its `kind` picks the definition); [] when valid."""
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    if kind not in ARGO_KINDS:
+        return [f"kind: {kind!r} is not one of {', '.join(ARGO_KINDS)}"]
+    return _format(argo_validator(kind).iter_errors(doc))
+
+
+def _strict_crd(node: Any) -> Any:
+    if isinstance(node, dict):
+        node = {k: _strict_crd(v) for k, v in node.items()}
+        if (
+            node.get("type") == "object"
+            and "properties" in node
+            and not node.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            node.setdefault("additionalProperties", False)
+        return node
+    if isinstance(node, list):
+        return [_strict_crd(v) for v in node]
+    return node
+
+
+@functools.lru_cache(maxsize=1)
+def rayjob_validator() -> Draft7Validator:
+    crd = yaml.safe_load((schemas_dir() / "kuberay" / "ray.io_rayjobs.yaml").read_text())
+    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+    return Draft7Validator(_strict_crd(version["schema"]["openAPIV3Schema"]))
+
+
+def rayjob_errors(manifest: dict[str, Any]) -> list[str]:
+    """Errors of a RayJob manifest against the KubeRay v1 CRD (strict); [] when valid."""
+    errors = []
+    if manifest.get("apiVersion") != "ray.io/v1" or manifest.get("kind") != "RayJob":
+        errors.append(
+            f"<root>: expected apiVersion ray.io/v1, kind RayJob; got {manifest.get('apiVersion')!r}, "
+            f"{manifest.get('kind')!r}"
+        )
+    return errors + _format(rayjob_validator().iter_errors(manifest))

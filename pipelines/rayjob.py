@@ -1,0 +1,223 @@
+"""The KubeRay RayJob that runs the hpo step's search on a Ray cluster (hpo-runner=rayjob).
+
+The manifest is rendered by a workflow task (`python -m pipelines.rayjob ...`) rather than written
+inline in the Argo resource template: Argo substitutes `{{...}}` into a manifest as raw text, which
+breaks YAML for multi-line values such as the search space, and a `{{...}}` in an integer field
+would not be valid against the CRD. Rendering it in Python serializes every value properly; the
+resource template reads it with `manifestFrom.artifact`.
+
+Data reaches the cluster through the artifact repository: the tokenize task stores its output
+under a fixed S3 key (content-addressed by its memoization key), and an init container on the Ray
+head downloads it before the entrypoint (the Ray driver) starts; the driver puts the arrays in the
+object store for the trials on the GPU workers. The search result is recovered afterwards from
+MLflow by the workflow uid (`python -m steps.hpo result --workflow-uid ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from shared.results import atomic_write_text
+
+AWS_CLI_IMAGE = "amazon/aws-cli:2.15.0"
+DATA_DIR = "/data"
+S3_SECRET = "emotion-hpo-s3"
+CONFIG_MAP = "emotion-hpo-config"
+
+# KubeRay RayJob conditions (see docs/cluster.md): a STOPPED job ends as Complete, so success needs
+# both fields, and failure matches any one of its (OR-ed) requirements; backoffLimit 0 keeps a failed
+# job from moving to Retrying, which would look like neither.
+SUCCESS_CONDITION = "status.jobDeploymentStatus == Complete, status.jobStatus == SUCCEEDED"
+FAILURE_CONDITION = "status.jobDeploymentStatus in (Failed, ValidationFailed), status.jobStatus == STOPPED"
+
+
+def _env(values: dict[str, str]) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
+    env += [
+        {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key, "optional": True}}}
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+    ]
+    env.append(
+        {
+            "name": "MLFLOW_S3_ENDPOINT_URL",
+            "valueFrom": {
+                "configMapKeyRef": {"name": CONFIG_MAP, "key": "MLFLOW_S3_ENDPOINT_URL", "optional": True}
+            },
+        }
+    )
+    return env
+
+
+def build_rayjob(
+    *,
+    image: str,
+    workflow_uid: str,
+    workflow_name: str,
+    tokenized_key: str,
+    search_space: str,
+    search_args: dict[str, str],
+    lineage_env: dict[str, str],
+    gpu_workers: int = 1,
+    active_deadline_seconds: int = 21600,
+) -> dict[str, Any]:
+    """A RayJob (ray.io/v1) whose entrypoint runs `python -m steps.hpo search` with `search_args`.
+
+    `search_args` maps flag names (without `--`) to values, e.g. {"num-samples": "8"}; the data and
+    search-space paths and the result dir are filled in here.
+    """
+    args = {
+        "tokenized-dir": f"{DATA_DIR}/tokenized",
+        "search-space": f"{DATA_DIR}/search-space.yaml",
+        **search_args,
+        "ray-address": "auto",
+        "result-dir": "/tmp/result",
+    }
+    entrypoint = shlex.join(
+        ["python", "-m", "steps.hpo", "search"]
+        + [item for k, v in args.items() for item in (f"--{k}", str(v))]
+    )
+    shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}
+    data = {"name": "data", "emptyDir": {}}
+    env = _env({**lineage_env, "ARGO_WORKFLOW_UID": workflow_uid})
+    fetch = {
+        "name": "fetch-inputs",
+        "image": AWS_CLI_IMAGE,
+        "command": ["sh", "-c"],
+        "args": [
+            'set -eu; aws s3 cp --recursive "s3://${ARTIFACT_BUCKET}/${TOKENIZED_KEY}/" '
+            f'"{DATA_DIR}/tokenized/"; printf "%s" "$SEARCH_SPACE" > "{DATA_DIR}/search-space.yaml"'
+        ],
+        "env": [
+            {"name": "TOKENIZED_KEY", "value": tokenized_key},
+            {"name": "SEARCH_SPACE", "value": search_space},
+            {
+                "name": "ARTIFACT_BUCKET",
+                "valueFrom": {"configMapKeyRef": {"name": CONFIG_MAP, "key": "ARTIFACT_BUCKET"}},
+            },
+            {
+                "name": "AWS_ENDPOINT_URL",
+                "valueFrom": {
+                    "configMapKeyRef": {"name": CONFIG_MAP, "key": "MLFLOW_S3_ENDPOINT_URL", "optional": True}
+                },
+            },
+            *[e for e in env if e["name"].startswith("AWS_")],
+        ],
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+    }
+    head = {
+        "name": "ray-head",
+        "image": image,
+        "env": env,
+        "ports": [
+            {"containerPort": 6379, "name": "gcs"},
+            {"containerPort": 8265, "name": "dashboard"},
+            {"containerPort": 10001, "name": "client"},
+        ],
+        "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "16Gi"}},
+        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    worker = {
+        "name": "ray-worker",
+        "image": image,
+        "env": env,
+        "resources": {
+            "requests": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "1"},
+            "limits": {"memory": "64Gi", "nvidia.com/gpu": "1"},
+        },
+        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+    }
+    labels = {"app.kubernetes.io/part-of": "emotion-hpo", "workflows.argoproj.io/workflow": workflow_name}
+    return {
+        "apiVersion": "ray.io/v1",
+        "kind": "RayJob",
+        "metadata": {"generateName": "emotion-hpo-", "labels": labels},
+        "spec": {
+            "entrypoint": entrypoint,
+            "submissionMode": "K8sJobMode",
+            "shutdownAfterJobFinishes": True,
+            "ttlSecondsAfterFinished": 600,
+            "activeDeadlineSeconds": active_deadline_seconds,
+            "backoffLimit": 0,
+            "rayClusterSpec": {
+                "headGroupSpec": {
+                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+                    "template": {
+                        "metadata": {"labels": labels},
+                        "spec": {"initContainers": [fetch], "containers": [head], "volumes": [data, shm]},
+                    },
+                },
+                "workerGroupSpecs": [
+                    {
+                        "groupName": "gpu",
+                        "replicas": gpu_workers,
+                        "minReplicas": gpu_workers,
+                        "maxReplicas": gpu_workers,
+                        "rayStartParams": {},
+                        "template": {
+                            "metadata": {"labels": labels},
+                            "spec": {"containers": [worker], "volumes": [shm]},
+                        },
+                    }
+                ],
+            },
+        },
+    }
+
+
+SEARCH_FLAGS = (
+    "model",
+    "num-samples",
+    "num-epochs",
+    "search-alg",
+    "cpus-per-trial",
+    "gpus-per-trial",
+    "seed",
+    "data-version",
+    "dataset-hash",
+    "registry-url",
+)
+LINEAGE_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_DATA_VERSION", "DOCKER_IMAGE_TAG")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.rayjob",
+        description="Render the KubeRay RayJob manifest that runs the hpo search (used by the workflow).",
+    )
+    parser.add_argument("--image", required=True)
+    parser.add_argument("--workflow-uid", required=True)
+    parser.add_argument("--workflow-name", required=True)
+    parser.add_argument("--tokenized-key", required=True, help="S3 key (prefix) of the tokenized data")
+    parser.add_argument("--search-space", type=Path, required=True, help="YAML file of the search space")
+    for flag in SEARCH_FLAGS:
+        parser.add_argument(f"--{flag}", required=True)
+    parser.add_argument(
+        "--storage-dir",
+        default="/tmp/ray-results",
+        help="Ray Tune storage on the head (multi-node runs want shared storage, e.g. s3://...)",
+    )
+    for name in LINEAGE_ENV:
+        parser.add_argument(f"--env-{name.lower().replace('_', '-')}", dest=name, required=True)
+    parser.add_argument("--output", type=Path, required=True, help="where to write the manifest (YAML)")
+    ns = vars(parser.parse_args(argv))
+    manifest = build_rayjob(
+        image=ns["image"],
+        workflow_uid=ns["workflow_uid"],
+        workflow_name=ns["workflow_name"],
+        tokenized_key=ns["tokenized_key"],
+        search_space=Path(ns["search_space"]).read_text(),
+        search_args={flag: ns[flag.replace("-", "_")] for flag in (*SEARCH_FLAGS, "storage-dir")},
+        lineage_env={name: ns[name] for name in LINEAGE_ENV},
+    )
+    atomic_write_text(ns["output"], yaml.safe_dump(manifest, sort_keys=False))
+    return manifest
+
+
+if __name__ == "__main__":
+    main()
