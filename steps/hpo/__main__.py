@@ -1,0 +1,3 @@
+from steps.hpo.cli import app
+
+app()

@@ -1,0 +1,351 @@
+"""The hpo step's core: a Ray Tune + ASHA search recorded as MLflow parent/child runs.
+
+Everything that can be wrong with the input (files, search space, model, MLflow, Ray address,
+resources) is checked before the first trial starts. The search's state lives in
+`storage_dir`: Tune's experiment plus `search.json` (the MLflow parent run id), so `--resume`
+after a killed driver continues the same experiment and the same parent run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shared.errors import StepError
+from shared.lineage import lineage_tags
+from shared.mlflow_utils import connect
+from shared.model_package import log_model, resolve_model_reference
+from shared.results import atomic_write_text
+from shared.settings import Settings
+from steps.hpo.config import HpoInput, HpoResult, load_search_space, space_json, to_tune_space
+from steps.hpo.data import TokenizedData, load_tokenized
+from steps.hpo.trainable import TIME_ATTR, run_trial, trial_threads
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "search.json"
+METRIC, MODE = "val_loss", "min"
+
+
+def _check_model(ref: str) -> str:
+    from transformers import AutoConfig
+
+    path = resolve_model_reference(ref)
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as exc:  # hub ids offline, broken dirs: many exception types
+        raise StepError(f"model {ref!r} cannot be loaded ({path}): {exc.__class__.__name__}: {exc}") from None
+    return path
+
+
+def _start_ray(inp: HpoInput) -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    try:
+        ray.init(
+            address=inp.ray_address,
+            num_cpus=None if inp.ray_address else inp.ray_num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=True,
+            logging_level=logging.WARNING,
+        )
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the address
+        raise StepError(
+            f"cannot start or join Ray (address {inp.ray_address or 'local'}): {type(exc).__name__}: {exc}"
+        ) from None
+    resources = ray.cluster_resources()
+    for key, wanted in (("CPU", inp.cpus_per_trial), ("GPU", inp.gpus_per_trial)):
+        have = float(resources.get(key, 0))
+        if wanted > have:
+            ray.shutdown()
+            raise StepError(
+                f"--{key.lower()}s-per-trial {wanted:g} exceeds the Ray cluster's {have:g} {key}(s)"
+            )
+
+
+def _load_state(storage_dir: Path) -> dict[str, Any] | None:
+    path = storage_dir / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable[..., None]):
+    from ray import tune
+
+    fn = tune.with_parameters(
+        trial_fn,
+        data_ref=data_ref,
+        model_path=model_path,
+        max_epochs=inp.num_epochs,
+        seed=inp.seed,
+        threads=trial_threads(inp.cpus_per_trial, inp.torch_threads),
+    )
+    return tune.with_resources(fn, {"cpu": inp.cpus_per_trial, "gpu": inp.gpus_per_trial})
+
+
+def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    if inp.search_alg == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        search_alg = OptunaSearch(seed=inp.seed)
+    else:
+        search_alg = BasicVariantGenerator(random_state=inp.seed)
+    scheduler = ASHAScheduler(
+        time_attr=TIME_ATTR,
+        max_t=inp.num_epochs,
+        grace_period=min(inp.grace_period, inp.num_epochs),
+        reduction_factor=inp.reduction_factor,
+    )
+    return tune.Tuner(
+        trainable,
+        param_space=to_tune_space(space),
+        tune_config=tune.TuneConfig(
+            metric=METRIC, mode=MODE, scheduler=scheduler, search_alg=search_alg, num_samples=inp.num_samples
+        ),
+        run_config=tune.RunConfig(
+            storage_path=str(inp.storage_dir.resolve()),
+            name=name,
+            verbose=1,
+            callbacks=[callback],
+            failure_config=tune.FailureConfig(max_failures=inp.max_failures),
+            checkpoint_config=tune.CheckpointConfig(
+                num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
+            ),
+        ),
+    )
+
+
+def _best_checkpoint(results) -> tuple[Any, Any, dict[str, Any]]:
+    """(result, checkpoint, metrics at that checkpoint) with the lowest val_loss of the search."""
+    best = None
+    for result in results:
+        for checkpoint, metrics in result.best_checkpoints or []:
+            loss = metrics.get(METRIC)
+            if loss is not None and math.isfinite(loss) and (best is None or loss < best[2][METRIC]):
+                best = (result, checkpoint, metrics)
+    if best is None:
+        errors = [str(r.error).splitlines()[0] for r in results if r.error][:3]
+        raise StepError(f"no trial produced a checkpoint (all failed?): {'; '.join(errors) or 'no results'}")
+    return best
+
+
+def _log_best_model(client, run_id: str, checkpoint) -> None:
+    """Log the best checkpoint as the `model` of its child run, keeping the run's status."""
+    import mlflow
+
+    status = client.get_run(run_id).info.status
+    with tempfile.TemporaryDirectory(prefix="hpo-best-") as tmp, checkpoint.as_directory() as ckpt:
+        model_dir = Path(tmp) / "model_dir"
+        shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns("trial_state.json"))
+        mlflow.start_run(run_id=run_id)
+        try:
+            log_model(model_dir)
+        finally:
+            mlflow.end_run(status=status)
+
+
+def _plot_trials(client, parent_run_id: str, results, space: dict) -> None:
+    from steps.hpo.plot import parallel_coordinates
+
+    dims = [k for k, v in space.items() if v["distribution"] != "constant"]
+    log_dims = {
+        k for k, v in space.items() if "log" in v["distribution"]
+    }
+    rows = []
+    for r in results:
+        metrics = r.metrics or {}
+        rows.append({**(r.config or {}), "val_accuracy": metrics.get("val_accuracy")})
+    with tempfile.TemporaryDirectory(prefix="hpo-plot-") as tmp:
+        png = parallel_coordinates(rows, dims, log_dims, Path(tmp) / "parallel_coordinates.png")
+        if png is not None:
+            client.log_artifact(parent_run_id, str(png), "plots")
+
+
+def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., None] = run_trial) -> HpoResult:
+    """Run (or `resume`) a search; returns the best trial's run and metrics.
+
+    `trial_fn` is the function each trial runs (tests wrap it to inject crashes).
+    """
+    import mlflow
+    import ray
+    from mlflow.tracking import MlflowClient
+    from ray import tune
+
+    from steps.hpo.tracking import MlflowTrialCallback, create_parent_run
+
+    space = load_search_space(inp.search_space)
+    data: TokenizedData = load_tokenized(inp.tokenized_dir, inp.limit, inp.seed)
+    model_path = _check_model(inp.model)
+    experiment_id = connect(settings)
+    tracking_uri = mlflow.get_tracking_uri()
+    client = MlflowClient(tracking_uri)
+    storage_dir = inp.storage_dir.resolve()
+    state = _load_state(storage_dir) if inp.resume else None
+    experiment_path = storage_dir / state["name"] if state else None
+    restoring = experiment_path is not None and tune.Tuner.can_restore(str(experiment_path))
+    if inp.resume and not restoring:
+        log.warning("--resume: no restorable search in %s; starting a new one", storage_dir)
+
+    _start_ray(inp)
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
+    try:
+        data_ref = ray.put(data)  # once for all trials; they map it zero-copy
+        trainable = _trainable(inp, data_ref, model_path, trial_fn)
+        tags = lineage_tags(
+            settings,
+            dataset_hash=inp.dataset_hash,
+            registry_url=inp.registry_url,
+            data_version=inp.data_version,
+        )
+        if restoring:
+            parent_run_id = state["parent_run_id"]
+            client.update_run(parent_run_id, status="RUNNING")
+            log.info("resuming search %s (parent run %s)", experiment_path, parent_run_id)
+            tuner = tune.Tuner.restore(str(experiment_path), trainable, resume_errored=True)
+        else:
+            name = f"hpo-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+            params = {
+                "num_samples": inp.num_samples,
+                "max_epochs": inp.num_epochs,
+                "search_alg": inp.search_alg,
+                "scheduler": "asha",
+                "asha_metric": f"{METRIC} ({MODE})",
+                "asha_grace_period": min(inp.grace_period, inp.num_epochs),
+                "asha_reduction_factor": inp.reduction_factor,
+                "max_failures": inp.max_failures,
+                "cpus_per_trial": inp.cpus_per_trial,
+                "gpus_per_trial": inp.gpus_per_trial,
+                "torch_threads": trial_threads(inp.cpus_per_trial, inp.torch_threads),
+                "limit": inp.limit,
+                "train_rows": len(data.train),
+                "validation_rows": len(data.validation),
+                "seed": inp.seed,
+                "model": inp.model,
+                "search_space": space_json(space),
+            }
+            parent_run_id = create_parent_run(client, experiment_id, name, tags, params)
+            atomic_write_text(
+                storage_dir / STATE_FILE,
+                json.dumps({"name": name, "parent_run_id": parent_run_id, "experiment_id": experiment_id}),
+            )
+            callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
+            tuner = _new_tuner(inp, space, trainable, name, callback)
+        try:
+            results = list(tuner.fit())
+        except Exception:
+            client.set_terminated(parent_run_id, status="FAILED")
+            raise
+        return _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags)
+    finally:
+        ray.shutdown()
+
+
+def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags) -> HpoResult:
+    """Close any child run left open (e.g. the driver died before its callback), log the best."""
+    from steps.hpo.tracking import RUNNING, MlflowTrialCallback
+
+    tracker = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
+    children = tracker.existing_children()
+    for r in results:
+        trial_id = r.metrics.get("trial_id") if r.metrics else None
+        trial_id = trial_id or Path(r.path).name
+        run_id = children.get(trial_id)
+        if run_id is None or client.get_run(run_id).info.status == RUNNING:
+            status = tracker.close(trial_id, Path(r.path).name, r.config or {}, r.metrics, _error(r))
+            log.info("reconciled trial %s: %s", trial_id, status)
+
+    best, checkpoint, metrics = _best_checkpoint(results)
+    best_trial_id = best.metrics.get("trial_id")
+    best_run_id = tracker.existing_children()[best_trial_id]
+    _log_best_model(client, best_run_id, checkpoint)
+    _plot_trials(client, parent_run_id, results, space)
+    best_config = dict(best.config or {})
+    model_uri = f"runs:/{best_run_id}/model"
+    client.log_batch(
+        parent_run_id,
+        metrics=[
+            _metric("best_val_loss", metrics[METRIC]),
+            _metric("best_val_accuracy", metrics["val_accuracy"]),
+            _metric("failed_trials", sum(1 for r in results if r.error)),
+        ],
+    )
+    for key, value in {
+        "best_trial_id": best_trial_id,
+        "best_run_id": best_run_id,
+        "best_config": json.dumps(best_config, sort_keys=True),
+        "model_uri": model_uri,
+    }.items():
+        client.set_tag(parent_run_id, key, value)
+    client.set_terminated(parent_run_id, status="FINISHED")
+    return HpoResult(
+        parent_run_id=parent_run_id,
+        best_run_id=best_run_id,
+        best_trial_id=best_trial_id,
+        best_val_loss=float(metrics[METRIC]),
+        best_val_accuracy=float(metrics["val_accuracy"]),
+        best_config=best_config,
+        experiment_id=experiment_id,
+        model_uri=model_uri,
+    )
+
+
+def _error(result) -> str | None:
+    return None if result.error is None else f"{result.error.__class__.__name__}: {result.error}"
+
+
+def _metric(key: str, value: float):
+    import time
+
+    from mlflow.entities import Metric
+
+    return Metric(key, float(value), int(time.time() * 1000), 0)
+
+
+def find_result(workflow_uid: str, settings: Settings) -> HpoResult:
+    """The result of the newest finished search whose parent run carries `workflow_uid`."""
+    from mlflow.tracking import MlflowClient
+
+    from steps.hpo.tracking import ROLE_TAG
+
+    experiment_id = connect(settings)
+    client = MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.argo_workflow_uid = '{workflow_uid}' and tags.{ROLE_TAG} = 'parent' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if not runs:
+        raise StepError(f"no finished hpo parent run tagged argo_workflow_uid={workflow_uid!r}")
+    run = runs[0]
+    tags, metrics = run.data.tags, run.data.metrics
+    missing = [k for k in ("best_run_id", "best_trial_id", "best_config", "model_uri") if k not in tags]
+    if missing:
+        raise StepError(f"parent run {run.info.run_id} lacks tag(s) {', '.join(missing)}")
+    return HpoResult(
+        parent_run_id=run.info.run_id,
+        best_run_id=tags["best_run_id"],
+        best_trial_id=tags["best_trial_id"],
+        best_val_loss=metrics["best_val_loss"],
+        best_val_accuracy=metrics["best_val_accuracy"],
+        best_config=json.loads(tags["best_config"]),
+        experiment_id=experiment_id,
+        model_uri=tags["model_uri"],
+    )
