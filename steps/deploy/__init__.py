@@ -1,0 +1,1 @@
+"""Deploy step: health-gated rollout of the inference server, locally (Gunicorn) or on Kubernetes."""

@@ -1,0 +1,3 @@
+from steps.deploy.cli import app
+
+app()

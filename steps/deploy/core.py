@@ -1,0 +1,42 @@
+"""The deploy step's core: `deploy(DeployInput, Settings) -> DeployResult`, for either target.
+
+- local: the serving app under Gunicorn/Uvicorn on this machine (`local.py`), health-gated rollover.
+- kubernetes: Deployment + Service rendered (`k8s_render.py`), server-side applied, rollout
+  awaited and rolled back on failure (`k8s_apply.py`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from shared.errors import StepError
+from shared.settings import Settings
+from steps.deploy.schemas import DeployInput, DeployResult, Target
+
+SERVING_DIR = "serving"
+
+
+def state_dir(settings: Settings) -> Path:
+    """Where the local target keeps its state file, server config and logs: `.local/serving/`."""
+    return Path(settings.local_dir).resolve() / SERVING_DIR
+
+
+def deploy(
+    inp: DeployInput, settings: Settings, *, kube_client: Any = None, cwd: Path | None = None
+) -> DeployResult:
+    """Roll out `inp.model_uri` to the chosen target; raise StepError (rollout aborted) on failure."""
+    if inp.target == Target.local:
+        from steps.deploy.local import rollout_local
+
+        serve_env = dict(inp.serve_env)
+        if settings.mlflow_tracking_uri and "MLFLOW_TRACKING_URI" not in serve_env:
+            serve_env["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+        return rollout_local(
+            inp.model_copy(update={"serve_env": serve_env}), state_dir(settings), cwd or Path.cwd()
+        )
+    if kube_client is None:
+        raise StepError("the kubernetes target needs a Kubernetes API client (kube config or in-cluster)")
+    from steps.deploy.k8s_deploy import rollout_kubernetes
+
+    return rollout_kubernetes(inp, settings, kube_client)
