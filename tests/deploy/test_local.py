@@ -1,0 +1,285 @@
+"""Local target: the real serving app under Gunicorn, rolled over under load, a broken model refused.
+
+Model versions 1 and 2 (copies of tiny_model_dir) and 3 (corrupted weights) are registered in a
+throwaway SQLite MLflow registry, so `/predict` reports "1", "2", as it would in production.
+The deploy step runs as a subprocess (as in the pipeline), so the server must outlive it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from steps.deploy import procs
+from steps.deploy.gated_app import HealthGatedApp
+from steps.deploy.local import status_local, stop_local
+from steps.deploy.state import ServingState, load_state, save_state
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL = "emotion-classifier"
+
+
+def _free_port() -> int:
+    with procs.listening_socket() as sock:
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def registry(tiny_model_dir: Path, tmp_path_factory) -> str:
+    """A SQLite MLflow registry with versions 1, 2 (good) and 3 (corrupted model.safetensors)."""
+    from mlflow import MlflowClient
+
+    root = tmp_path_factory.mktemp("deploy-registry")
+    for name in ("v1", "v2", "broken"):
+        shutil.copytree(tiny_model_dir, root / name)
+    (root / "broken" / "model.safetensors").write_bytes(b"\x00not a safetensors file" * 64)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client.create_registered_model(MODEL)
+    for name in ("v1", "v2", "broken"):
+        client.create_model_version(MODEL, source=str(root / name))
+    return uri
+
+
+@pytest.fixture
+def deploy_env(registry: str, tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "EMOTION_LOCAL_DIR": str(tmp_path / "local"),
+        "MLFLOW_TRACKING_URI": registry,
+        "SERVE_CACHE_DIR": str(tmp_path / "cache"),
+        "SERVE_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+
+def _deploy(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "steps.deploy", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.fixture
+def server_v1(deploy_env: dict[str, str], tmp_path: Path):
+    """Version 1 serving on a free port; stopped (and checked stopped) afterwards."""
+    port = _free_port()
+    result_dir = tmp_path / "result-v1"
+    run = _deploy(
+        deploy_env,
+        "rollout",
+        "--model-uri",
+        f"models:/{MODEL}/1",
+        "--port",
+        str(port),
+        "--result-dir",
+        str(result_dir),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (result_dir / "served-version").read_text() == "1"
+    url = (result_dir / "endpoint-url").read_text()
+    yield url, port
+    stopped = _deploy(deploy_env, "stop")
+    assert stopped.returncode == 0, stopped.stderr
+    assert procs.port_is_free("127.0.0.1", port)
+
+
+def _predict_version(url: str) -> str:
+    response = httpx.post(f"{url}/predict", json={"texts": ["i am so happy"]}, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["model_version"]
+
+
+class LoadGenerator:
+    """Threads that keep POSTing /predict (a fresh connection per request) and record every outcome."""
+
+    def __init__(self, url: str, threads: int = 4) -> None:
+        self.url, self.results, self._stop = url, [], threading.Event()
+        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
+
+    def _run(self) -> None:
+        limits = httpx.Limits(max_keepalive_connections=0)
+        with httpx.Client(timeout=120, limits=limits) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.post(f"{self.url}/predict", json={"texts": ["what a lovely day"]})
+                    outcome = (
+                        response.json()["model_version"]
+                        if response.status_code == 200
+                        else (f"HTTP {response.status_code}: {response.text[:200]}")
+                    )
+                    ok = response.status_code == 200
+                except httpx.HTTPError as exc:
+                    outcome, ok = f"{exc.__class__.__name__}: {exc}", False
+                self.results.append((time.monotonic(), ok, outcome))
+
+    def __enter__(self) -> LoadGenerator:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+
+
+@pytest.mark.slow
+def test_rollout_under_load_drops_no_request_and_switches_version(server_v1, deploy_env, tmp_path):
+    url, port = server_v1
+    state_before = json.loads(_deploy(deploy_env, "status").stdout)
+    assert state_before["running"] and state_before["ready"] and state_before["model_version"] == "1"
+    with LoadGenerator(url) as load:
+        while len(load.results) < 20:
+            time.sleep(0.1)
+        run = _deploy(
+            deploy_env,
+            "rollout",
+            "--model-uri",
+            f"models:/{MODEL}/2",
+            "--port",
+            str(port),
+            "--result-dir",
+            str(tmp_path / "result-v2"),
+        )
+        finished = time.monotonic()
+        while sum(t > finished for t, _, _ in load.results) < 20:
+            time.sleep(0.1)
+    assert run.returncode == 0, run.stderr[-3000:]
+    failures = [r for r in load.results if not r[1]]
+    assert failures == [], failures[:5]
+    versions = [v for _, _, v in load.results]
+    assert "1" in versions and "2" in versions
+    assert all(
+        v == "2" for t, _, v in load.results if t > finished
+    )  # old workers drained before the step ended
+    assert (tmp_path / "result-v2" / "served-version").read_text() == "2"
+    status = json.loads(_deploy(deploy_env, "status").stdout)
+    assert status["model_version"] == "2" and status["previous_model_version"] == "1"
+    assert status["master_pid"] == state_before["master_pid"]  # same master, same socket
+    assert set(status["worker_pids"]).isdisjoint(state_before["worker_pids"])  # new workers
+
+
+@pytest.mark.slow
+def test_broken_model_is_refused_and_the_old_version_keeps_serving(server_v1, deploy_env):
+    url, port = server_v1
+    run = _deploy(
+        deploy_env,
+        "rollout",
+        "--model-uri",
+        f"models:/{MODEL}/3",
+        "--port",
+        str(port),
+        "--ready-timeout-s",
+        "120",
+    )
+    assert run.returncode == 2
+    assert "rollout aborted" in run.stderr and "keeps serving" in run.stderr
+    assert _predict_version(url) == "1"
+    status = json.loads(_deploy(deploy_env, "status").stdout)
+    assert status["ready"] and status["model_version"] == "1"
+
+
+# ---- fast tests -------------------------------------------------------------------------------
+
+
+def test_stop_and_status_without_a_server(tmp_path):
+    assert stop_local(tmp_path) == {"stopped": False, "reason": "no local server is running"}
+    assert status_local(tmp_path)["running"] is False
+
+
+def test_a_stale_state_file_is_not_trusted(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    save_state(
+        tmp_path,
+        ServingState(
+            model_uri="m",
+            model_version="1",
+            url="http://127.0.0.1:1",
+            host="127.0.0.1",
+            port=1,
+            master_pid=dead.pid,
+            log_file="x",
+            server_config=str(tmp_path / "server.json"),
+            started_at="t",
+            updated_at="t",
+        ),
+    )
+    assert status_local(tmp_path)["running"] is False
+    assert load_state(tmp_path) is None
+
+
+def test_the_port_must_be_free_for_a_fresh_start(tmp_path):
+    from shared.errors import StepError
+    from steps.deploy.local import rollout_local
+    from steps.deploy.schemas import DeployInput
+
+    with procs.listening_socket() as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(StepError, match=f"port {port} .* already in use"):
+            rollout_local(DeployInput(model_uri="/nowhere", port=port), tmp_path, ROOT)
+
+
+async def _lifespan_messages(app) -> list[dict]:
+    """Drive an ASGI app's lifespan startup the way Uvicorn does; return what it sent back."""
+    import asyncio
+
+    sent: list[dict] = []
+    inbox: asyncio.Queue = asyncio.Queue()
+    await inbox.put({"type": "lifespan.startup"})
+
+    async def send(message):
+        sent.append(message)
+        if message["type"].startswith("lifespan.startup."):
+            await inbox.put({"type": "lifespan.shutdown"})
+
+    await asyncio.wait_for(app({"type": "lifespan", "asgi": {"version": "3.0"}}, inbox.get, send), 10)
+    return sent
+
+
+def _toy_app(ready_status: str):
+    """A minimal app with the serving contract's /ready and /predict, for the gate's unit tests."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+
+    app = FastAPI()
+
+    @app.get("/ready")
+    async def ready():
+        code = 200 if ready_status == "ready" else 503
+        return JSONResponse({"status": ready_status, "reason": "bad weights"}, status_code=code)
+
+    @app.post("/predict")
+    async def predict():
+        return {"predictions": [{"emotion": "joy", "confidence": 0.9}], "model_version": "7"}
+
+    return app
+
+
+def test_gate_completes_startup_only_when_the_model_answers():
+    import asyncio
+
+    sent = asyncio.run(_lifespan_messages(HealthGatedApp(_toy_app("ready"), timeout_s=5)))
+    assert [m["type"] for m in sent] == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+
+
+def test_gate_fails_startup_when_the_model_failed():
+    import asyncio
+
+    sent = asyncio.run(_lifespan_messages(HealthGatedApp(_toy_app("failed"), timeout_s=5)))
+    assert sent[0]["type"] == "lifespan.startup.failed"
+    assert "bad weights" in sent[0]["message"]
