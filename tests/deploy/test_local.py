@@ -283,3 +283,18 @@ def test_gate_fails_startup_when_the_model_failed():
     sent = asyncio.run(_lifespan_messages(HealthGatedApp(_toy_app("failed"), timeout_s=5)))
     assert sent[0]["type"] == "lifespan.startup.failed"
     assert "bad weights" in sent[0]["message"]
+
+
+@pytest.mark.slow
+def test_kubernetes_target_pins_an_alias_to_its_registry_version(registry):
+    from mlflow import MlflowClient
+
+    from shared.errors import StepError
+    from steps.deploy.k8s_deploy import resolve_model_version
+
+    MlflowClient(tracking_uri=registry, registry_uri=registry).set_registered_model_alias(
+        MODEL, "champion", 2
+    )
+    assert resolve_model_version(f"models:/{MODEL}@champion", registry) == (f"models:/{MODEL}/2", "2")
+    with pytest.raises(StepError, match="cannot resolve"):
+        resolve_model_version(f"models:/{MODEL}@nobody", registry)
