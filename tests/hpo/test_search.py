@@ -97,10 +97,10 @@ def test_crashing_trial_is_retried_recorded_failed_and_search_completes(
 ):
     import sys
 
-    import cloudpickle
     from mlflow.tracking import MlflowClient
+    from ray import cloudpickle
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     inp = _input(
         tokenized_dir, tiny_base_model, tmp_path, small_space, num_samples=3, num_epochs=2, max_failures=1
     )

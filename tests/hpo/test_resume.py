@@ -1,0 +1,98 @@
+"""Resume: kill -9 of the search driver mid-way, then `--resume` (slow)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steps.hpo.tracking import FAILED, FINISHED, KILLED, TRIAL_ID_TAG
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _cli(tokenized_dir, model, storage, result_dir, *extra) -> list[str]:
+    return [
+        sys.executable, "-m", "steps.hpo",
+        "--tokenized-dir", str(tokenized_dir), "--model", str(model),
+        "--num-samples", "3", "--num-epochs", "2", "--limit", "120", "--cpus-per-trial", "1", "--ray-num-cpus", "2",
+        "--seed", "3", "--storage-dir", str(storage), "--result-dir", str(result_dir), *extra,
+    ]  # fmt: skip
+
+
+def _children(client, experiment_id):
+    runs = client.search_runs([experiment_id], filter_string="tags.hpo_role = 'trial'", max_results=100)
+    return {r.info.run_id: r for r in runs}
+
+
+def test_killed_search_resumes_without_rerunning_or_duplicating(
+    tokenized_dir, tiny_base_model, tmp_path, mlflow_settings
+):
+    from mlflow.tracking import MlflowClient
+
+    from shared.mlflow_utils import connect
+
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": mlflow_settings.mlflow_tracking_uri,
+        "MLFLOW_EXPERIMENT_NAME": mlflow_settings.mlflow_experiment_name,
+        "PYTHONPATH": str(ROOT),
+    }
+    storage, result_dir = tmp_path / "tune", tmp_path / "result"
+    experiment_id = connect(mlflow_settings)
+    client = MlflowClient()
+
+    driver = subprocess.Popen(
+        _cli(tokenized_dir, tiny_base_model, storage, result_dir), cwd=ROOT, env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    done_before: dict[str, tuple[int, int]] = {}
+    deadline = time.monotonic() + 180
+    try:
+        while time.monotonic() < deadline and driver.poll() is None:
+            statuses = [r.info.status for r in _children(client, experiment_id).values()]
+            if FINISHED in statuses or KILLED in statuses:
+                time.sleep(3)  # let Tune save its experiment state after the trial ended
+                break
+            time.sleep(0.5)
+        assert driver.poll() is None, "the search ended before it could be killed mid-way"
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    before = _children(client, experiment_id)
+    for run_id, run in before.items():
+        if run.info.status in (FINISHED, KILLED):
+            done_before[run_id] = (run.info.end_time, len(client.get_metric_history(run_id, "val_loss")))
+    assert done_before, "killed after at least one trial completed"
+    unfinished = len(before) < 3 or any(r.info.status == "RUNNING" for r in before.values())
+    assert unfinished, "killed before every trial completed"
+    assert not result_dir.joinpath("result.json").exists()
+
+    resumed = subprocess.run(
+        _cli(tokenized_dir, tiny_base_model, storage, result_dir, "--resume"),
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    after = _children(client, experiment_id)
+    trial_ids = [r.data.tags[TRIAL_ID_TAG] for r in after.values()]
+    assert len(trial_ids) == 3 and len(set(trial_ids)) == 3, "no duplicate child runs"
+    assert set(before) <= set(after)
+    parents = {r.data.tags["mlflow.parentRunId"] for r in after.values()}
+    assert len(parents) == 1
+    assert all(r.info.status in (FINISHED, KILLED, FAILED) for r in after.values())
+    for run_id, (end_time, epochs) in done_before.items():  # completed trials were not rerun
+        assert after[run_id].info.end_time == end_time
+        assert len(client.get_metric_history(run_id, "val_loss")) == epochs
+    parent = client.get_run(parents.pop())
+    assert parent.info.status == FINISHED
+    assert (result_dir / "parent-run-id").read_text() == parent.info.run_id
