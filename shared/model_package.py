@@ -106,10 +106,26 @@ def log_model(model_dir: Path, **kwargs: Any):
     )
 
 
+def _model_dir_artifact_path(root: Path) -> Path | None:
+    """Where the MLmodel file says the `model_dir` artifact went (MLflow keeps the source dir's name)."""
+    import yaml
+
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    spec = yaml.safe_load(mlmodel.read_text()) or {}
+    artifacts = ((spec.get("flavors") or {}).get("python_function") or {}).get("artifacts") or {}
+    rel = (artifacts.get(MLFLOW_MODEL_DIR_ARTIFACT) or {}).get("path")
+    return root / rel if rel else None
+
+
 def model_dir_from_mlflow(local_model_path: Path) -> Path:
     """Given a downloaded MLflow pyfunc model folder, return the model directory inside it."""
     root = Path(local_model_path)
-    for candidate in (root / "artifacts" / MLFLOW_MODEL_DIR_ARTIFACT, root):
+    declared = _model_dir_artifact_path(root)
+    for candidate in (declared, root / "artifacts" / MLFLOW_MODEL_DIR_ARTIFACT, root):
+        if candidate is None:
+            continue
         if (candidate / "model.safetensors").is_file():
             return candidate
     raise StepError(f"{root} holds no model directory (expected artifacts/{MLFLOW_MODEL_DIR_ARTIFACT})")
