@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.model_package import model_dir_from_mlflow, read_labels
+from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, read_labels
 
 log = logging.getLogger(__name__)
 
@@ -80,14 +80,27 @@ def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> Path
     return target
 
 
+def _artifact_from_mlmodel(root: Path) -> Path | None:
+    """The `model_dir` artifact path recorded in an MLflow model's MLmodel file (MLflow 3 names the
+    folder after the logged directory, e.g. `artifacts/<dir name>`, not after the artifact key)."""
+    import yaml
+
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    flavor = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {}).get("python_function", {})
+    path = (flavor.get("artifacts") or {}).get(MLFLOW_MODEL_DIR_ARTIFACT, {}).get("path")
+    return root / path if path else None
+
+
 def _find_model_dir(root: Path) -> Path:
-    """The project-format model directory inside a download (it may be nested one level)."""
-    candidates = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-    for candidate in candidates:
-        try:
-            return model_dir_from_mlflow(candidate)
-        except Exception:  # not this one; try the next candidate
-            continue
+    """The project-format model directory inside a download or a local folder (maybe one level down)."""
+    for base in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+        from_mlmodel = _artifact_from_mlmodel(base)
+        candidates = [from_mlmodel] if from_mlmodel else []
+        for candidate in [*candidates, base, base / "artifacts" / MLFLOW_MODEL_DIR_ARTIFACT]:
+            if (candidate / "model.safetensors").is_file():
+                return candidate
     raise ModelLoadError(f"{root} holds no model directory (no model.safetensors found)")
 
 
@@ -143,7 +156,7 @@ def _resolve_run(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri:
     run_id, path = match["run_id"], match["path"]
     run = client.get_run(run_id)
     target = cache_dir / "runs" / run_id / path.replace("/", "__")
-    local = _download(model_uri, target, tracking_uri)
+    local = _download(_logged_model_uri(client, run, path) or model_uri, target, tracking_uri)
     return ResolvedModel(
         model_uri=model_uri,
         model_dir=_find_model_dir(local),
@@ -151,6 +164,18 @@ def _resolve_run(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri:
         run_id=run_id,
         lineage=_user_tags(dict(run.data.tags)),
     )
+
+
+def _logged_model_uri(client, run, path: str) -> str | None:
+    """MLflow 3 keeps a run's model as a LoggedModel (`models:/<model_id>`), not as run artifacts."""
+    name, _, rest = path.partition("/")
+    models = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id], filter_string=f"name = '{name}'", max_results=100
+    )
+    for model in models:
+        if model.source_run_id == run.info.run_id:  # its artifact location needs no tracking lookup
+            return model.artifact_location.rstrip("/") + (f"/{rest}" if rest else "")
+    return None
 
 
 def labels_of(model_dir: Path) -> dict[int, str]:
