@@ -25,10 +25,13 @@ def main(
     workflow: Path = typer.Argument(..., help="Compiled Workflow/WorkflowTemplate YAML"),
     param: list[str] = typer.Option([], "--param", "-p", help="Override a workflow parameter: NAME=VALUE"),
     profile: str | None = typer.Option(None, help="Parameter profile for one machine (e.g. demo)"),
-    local_dir: Path = typer.Option(Path(".local"), help="Folder for runs, cache and local services"),
+    local_dir: Path = typer.Option(
+        Path(".local"), envvar="EMOTION_LOCAL_DIR", help="Folder for runs, cache and local services"
+    ),
     resume: str | None = typer.Option(None, help="Resume RUN_ID: rerun only its tasks that did not succeed"),
     resume_last: bool = typer.Option(False, "--resume-last", help="Resume the most recent run"),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not serve memoized tasks from the cache"),
+    no_retry: bool = typer.Option(False, "--no-retry", help="Ignore retryStrategy: fail at the first error"),
     mlflow_server: bool = typer.Option(
         False, "--mlflow-server", help="Serve the sqlite MLflow store over HTTP for this run"
     ),
@@ -46,6 +49,7 @@ def main(
         resume=resume,
         resume_last=resume_last,
         no_cache=no_cache,
+        no_retry=no_retry,
         mlflow_server=mlflow_server,
         mlflow_port=mlflow_port,
         smoke=smoke,

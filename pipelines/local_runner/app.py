@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import string
@@ -33,6 +34,7 @@ from pipelines.profiles import profile_parameters
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 TRACKING_PARAM = "mlflow-tracking-uri"
+LOCAL_DIR_ENV = "EMOTION_LOCAL_DIR"  # shared.settings.Settings.local_dir: where steps keep local state
 LOG_TAIL_LINES = 20
 
 
@@ -41,10 +43,11 @@ class RunRequest:
     workflow: Path
     params: list[str] = field(default_factory=list)
     profile: str | None = None
-    local_dir: Path = Path(".local")
+    local_dir: Path = field(default_factory=lambda: Path(os.environ.get(LOCAL_DIR_ENV, ".local")))
     resume: str | None = None
     resume_last: bool = False
     no_cache: bool = False
+    no_retry: bool = False
     mlflow_server: bool = False
     mlflow_port: int = 5050
     workdir: Path = field(default_factory=Path.cwd)
@@ -168,6 +171,8 @@ def execute_run(request: RunRequest, console: Console | None = None) -> int:
             use_cache=not request.no_cache,
             on_change=display.changed,
             parameters=runtime,
+            base_env={LOCAL_DIR_ENV: str(local_dir)},
+            retries=not request.no_retry,
         )
         display.start()
         try:
@@ -177,7 +182,7 @@ def execute_run(request: RunRequest, console: Console | None = None) -> int:
 
     if phase == RUN_FAILED:
         _report_failures(state, run_dir, console)
-    summary = build_summary(state, run_dir, smoke=request.smoke)
+    summary = build_summary(state, run_dir, smoke=request.smoke, local_dir=local_dir)
     write_summary(summary, run_dir)
     print_summary(summary, console)
     if phase == RUN_INTERRUPTED:

@@ -65,6 +65,8 @@ class Runner:
         use_cache: bool = True,
         on_change: Callable[[str], None] | None = None,
         parameters: dict[str, str] | None = None,
+        base_env: dict[str, str] | None = None,
+        retries: bool = True,
     ):
         self.wf = wf
         self.store = store
@@ -96,6 +98,8 @@ class Runner:
             use_cache=use_cache,
             global_vars=global_vars,
             default_retry=wf.spec.get("retryStrategy"),
+            base_env=dict(base_env or {}),
+            retries=retries,
             on_change=self._task_changed,
         )
         self.threads: dict[str, threading.Thread] = {}

@@ -72,7 +72,16 @@ def smoke_request(endpoint: str, timeout: float = 30.0) -> dict[str, Any]:
         return {"ok": False, "error": f"{exc.__class__.__name__}: {exc}"}
 
 
-def build_summary(state: RunState, run_dir: Path, smoke: bool = True) -> dict[str, Any]:
+def stop_command(local_dir: Path | None) -> str:
+    """`make stop` for the default `.local`; otherwise the deploy step's stop with that folder."""
+    if local_dir is None or Path(local_dir).resolve() == Path(".local").resolve():
+        return "make stop"
+    return f"EMOTION_LOCAL_DIR={local_dir} python -m steps.deploy stop"
+
+
+def build_summary(
+    state: RunState, run_dir: Path, smoke: bool = True, local_dir: Path | None = None
+) -> dict[str, Any]:
     run_dir = Path(run_dir)
     results = task_results(state, run_dir)
     summary: dict[str, Any] = {
@@ -109,7 +118,7 @@ def build_summary(state: RunState, run_dir: Path, smoke: bool = True) -> dict[st
     if tracking is not None:
         summary["mlflow"] = {"tracking_uri": tracking, "ui": MLFLOW_UI_URL, "open_with": "make mlflow-ui"}
     if deploy:
-        summary["stop_server_with"] = "make stop"
+        summary["stop_server_with"] = stop_command(local_dir)
     return summary
 
 

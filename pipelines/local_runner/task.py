@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pipelines.local_runner.state import RETRYING, RUNNING, StateStore
 from pipelines.local_runner.substitution import references, substitute
 
 INTERRUPTED = "interrupted"
+PYTHON_COMMANDS = ("python", "python3", "/usr/bin/python", "/usr/bin/python3", "/usr/local/bin/python")
 
 
 @dataclass
@@ -33,6 +35,8 @@ class TaskContext:
     use_cache: bool
     global_vars: dict[str, str]
     default_retry: dict | None = None
+    retries: bool = True  # False: ignore retryStrategy (fail fast while developing a step)
+    base_env: dict[str, str] = field(default_factory=dict)  # set for every step (e.g. EMOTION_LOCAL_DIR)
     hashes: dict[str, str] = field(default_factory=dict)  # local artifact path -> content hash
     on_change: object = None  # callable(task_name) for the display
 
@@ -140,9 +144,13 @@ def _output_artifacts(template: dict, paths: PathMap) -> dict[str, Path]:
     return found
 
 
-def _env(template: dict, variables: dict[str, str], paths: PathMap, where: str) -> dict[str, str]:
+def _env(
+    template: dict, variables: dict[str, str], paths: PathMap, where: str, base: dict[str, str]
+) -> dict[str, str]:
     """os.environ + the template's env; secret/configMap refs come from os.environ by name or are left out."""
-    env = dict(os.environ)
+    env = {**os.environ, **base}
+    # tools the steps call by name (dvc, git via dvc, mlflow) come from the runner's environment first
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("PYTHONUNBUFFERED", "1")
     body = template.get("container") or template.get("script") or {}
     for var in body.get("env", []):
@@ -157,6 +165,13 @@ def _env(template: dict, variables: dict[str, str], paths: PathMap, where: str) 
     return env
 
 
+def _local_interpreter(argv: list[str]) -> list[str]:
+    """The image's `python` is this environment's interpreter locally (the venv the runner runs in)."""
+    if argv and argv[0] in PYTHON_COMMANDS:
+        return [sys.executable, *argv[1:]]
+    return argv
+
+
 def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: Path, where: str) -> list[str]:
     if "container" in template:
         body = template["container"]
@@ -168,7 +183,7 @@ def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: P
                 ERRORED,
             )
         argv = command + list(body.get("args") or [])
-        return [paths.rewrite(substitute(str(a), variables, where)) for a in argv]
+        return _local_interpreter([paths.rewrite(substitute(str(a), variables, where)) for a in argv])
     body = template["script"]
     source = paths.rewrite(substitute(str(body.get("source", "")), variables, where))
     script = task_dir / "script"
@@ -249,8 +264,10 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
 
         _prepare_fs(paths, template, artifacts)
         argv = _argv(template, variables, paths, task_dir, where)
-        env = _env(template, variables, paths, where)
+        env = _env(template, variables, paths, where, ctx.base_env)
         retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
+        if not ctx.retries:
+            retry = RetryStrategy()
         timeout = parse_duration(template.get("activeDeadlineSeconds"))
         first_start = time.monotonic()
         attempts = 0
