@@ -6,7 +6,9 @@ import contextlib
 import os
 import secrets
 import shutil
+import signal
 import string
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,31 +127,40 @@ def _report_failures(state: RunState, run_dir: Path, console: Console) -> None:
             console.print("\n".join(lines), markup=False, highlight=False)
 
 
-def execute_run(request: RunRequest, console: Console | None = None) -> int:
-    """Validate, run and summarise; return the process exit code. Raises WorkflowError on bad input."""
-    console = console or Console(highlight=False, soft_wrap=True)
-    wf = load_workflow(request.workflow)
-    local_dir = Path(request.local_dir).resolve()
-    runs_dir = local_dir / "runs"
-    resuming = bool(request.resume or request.resume_last)
-    state = _resumed_state(wf, request, runs_dir) if resuming else _new_state(wf, request, local_dir)
-    run_dir = runs_dir / state.run_id
-    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
-    if not resuming:
-        shutil.copyfile(wf.source, run_dir / "workflow.yaml")
-    store = StateStore(run_dir, state)
-    store.save()
-    verb = "resuming" if resuming else "starting"
-    console.print(
-        f"{verb} run [bold]{state.run_id}[/] of {wf.source} (uid {state.workflow_uid})", markup=True
-    )
-    console.print(f"  run folder: {run_dir}", highlight=False)
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM stops a run like Ctrl-C does (the runner installs its own handlers while tasks run)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
 
+    def interrupt(*_args):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _served_store(request: RunRequest, parameters: dict[str, str], local_dir: Path) -> str | None:
+    """The sqlite store `--mlflow-server` serves (None without it): the run's own, else .local's."""
+    if not request.mlflow_server:
+        return None
+    uri = parameters.get(TRACKING_PARAM, "")
+    return uri if uri.startswith("sqlite:") else f"sqlite:///{local_dir / 'mlflow.db'}"
+
+
+def _run_with_services(
+    request: RunRequest, wf: Workflow, store: StateStore, run_dir: Path, local_dir: Path, console: Console
+) -> str:
+    """Start what the run needs (an MLflow server when asked), run the DAG, stop them again."""
+    state = store.state
     with contextlib.ExitStack() as stack:
         runtime = dict(state.parameters)
-        if request.mlflow_server:
-            uri = runtime.get(TRACKING_PARAM, "")
-            backend = uri if uri.startswith("sqlite:") else f"sqlite:///{local_dir / 'mlflow.db'}"
+        backend = _served_store(request, runtime, local_dir)
+        if backend is not None:
             url = stack.enter_context(
                 mlflow_server(
                     backend,
@@ -176,13 +187,46 @@ def execute_run(request: RunRequest, console: Console | None = None) -> int:
         )
         display.start()
         try:
-            phase = runner.run()
+            return runner.run()
         finally:
             display.stop()
 
+
+def execute_run(request: RunRequest, console: Console | None = None) -> int:
+    """Validate, run and summarise; return the process exit code. Raises WorkflowError on bad input."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    wf = load_workflow(request.workflow)
+    local_dir = Path(request.local_dir).resolve()
+    runs_dir = local_dir / "runs"
+    resuming = bool(request.resume or request.resume_last)
+    state = _resumed_state(wf, request, runs_dir) if resuming else _new_state(wf, request, local_dir)
+    run_dir = runs_dir / state.run_id
+    (run_dir / "logs").mkdir(parents=True, exist_ok=True)
+    if not resuming:
+        shutil.copyfile(wf.source, run_dir / "workflow.yaml")
+    store = StateStore(run_dir, state)
+    store.save()
+    verb = "resuming" if resuming else "starting"
+    console.print(
+        f"{verb} run [bold]{state.run_id}[/] of {wf.source} (uid {state.workflow_uid})", markup=True
+    )
+    console.print(f"  run folder: {run_dir}", highlight=False)
+
+    try:
+        with _sigterm_as_interrupt():
+            phase = _run_with_services(request, wf, store, run_dir, local_dir, console)
+    except KeyboardInterrupt:  # Ctrl-C while services were starting, before any task ran
+        phase = RUN_INTERRUPTED
+        with store.lock:
+            state.phase = RUN_INTERRUPTED
+            store.save()
+    served_store = _served_store(request, state.parameters, local_dir)
+
     if phase == RUN_FAILED:
         _report_failures(state, run_dir, console)
-    summary = build_summary(state, run_dir, smoke=request.smoke, local_dir=local_dir)
+    summary = build_summary(
+        state, run_dir, smoke=request.smoke, local_dir=local_dir, tracking_uri=served_store
+    )
     write_summary(summary, run_dir)
     print_summary(summary, console)
     if phase == RUN_INTERRUPTED:

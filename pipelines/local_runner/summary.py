@@ -80,7 +80,11 @@ def stop_command(local_dir: Path | None) -> str:
 
 
 def build_summary(
-    state: RunState, run_dir: Path, smoke: bool = True, local_dir: Path | None = None
+    state: RunState,
+    run_dir: Path,
+    smoke: bool = True,
+    local_dir: Path | None = None,
+    tracking_uri: str | None = None,
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)
     results = task_results(state, run_dir)
@@ -114,7 +118,7 @@ def build_summary(
         }
         if smoke and state.phase == "succeeded" and deploy.get("endpoint_url"):
             summary["server"]["smoke_test"] = smoke_request(str(deploy["endpoint_url"]))
-    tracking = state.parameters.get("mlflow-tracking-uri")
+    tracking = tracking_uri or state.parameters.get("mlflow-tracking-uri")
     if tracking is not None:
         summary["mlflow"] = {"tracking_uri": tracking, "ui": MLFLOW_UI_URL, "open_with": "make mlflow-ui"}
     if deploy:
