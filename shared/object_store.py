@@ -11,7 +11,9 @@ comes back from botocore.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from shared.errors import StepError
@@ -174,5 +176,24 @@ def check_s3_uri(
         secret_access_key=(
             settings.aws_secret_access_key.get_secret_value() if settings.aws_secret_access_key else None
         ),
+        timeout_s=timeout_s,
+    )
+
+
+def check_dvc_remote(remote: Mapping[str, Any], *, timeout_s: float = 5.0) -> None:
+    """Pre-flight a DVC remote's config section (`repo.config["remote"][name]`); non-S3 ones pass.
+
+    Uses the remote's own `endpointurl` and, when the registry configures them (normally in
+    `.dvc/config.local`), its `access_key_id`/`secret_access_key`; otherwise the same credential
+    chain DVC uses (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment).
+    """
+    url = str(remote.get("url") or "")
+    if not is_s3_uri(url):
+        return
+    check_bucket(
+        url,
+        endpoint_url=remote.get("endpointurl") or None,
+        access_key_id=remote.get("access_key_id") or None,
+        secret_access_key=remote.get("secret_access_key") or None,
         timeout_s=timeout_s,
     )
