@@ -1,9 +1,9 @@
 """Map a template's absolute container paths into the task's folder under the run.
 
 Every absolute path a template declares (artifact paths, output parameter `valueFrom.path`) lives
-under `<task dir>/fs/<path>` locally. Occurrences of those paths - and of paths beneath them or of
+under `<task dir>/fs/<path>` locally. Occurrences of those paths - and of paths beneath them or
 their parent folders (`--result-dir /tmp/result` for `/tmp/result/version`) - in command, args,
-env values and script source are rewritten to the local paths.
+env values and script source are rewritten to the local paths. Host paths elsewhere stay as they are.
 """
 
 from __future__ import annotations
@@ -36,23 +36,26 @@ def _parts(path: str) -> tuple[str, ...]:
 
 
 class PathMap:
-    """Rewrites container paths related to the declared ones into `root`."""
+    """Rewrites container paths related to the declared ones into `root`.
+
+    Mapped: a declared path, its parent folder (unless that is a top folder such as `/tmp`), anything
+    beneath either (a step's `result.json` next to its declared output files), and the folders above
+    a declared path (`mkdir -p /tmp/a` for `/tmp/a/b/file`), again except top folders.
+    """
 
     def __init__(self, root: Path, declared: Iterable[str]):
         self.root = Path(root)
         self.declared = [_parts(p) for p in declared]
+        self.roots = set(self.declared) | {d[:-1] for d in self.declared if len(d) > 2}
 
     def local(self, container_path: str) -> Path:
         return self.root.joinpath(*_parts(container_path))
 
     def is_mapped(self, container_path: str) -> bool:
         parts = _parts(container_path)
-        for declared in self.declared:
-            if parts[: len(declared)] == declared:  # the path itself or beneath it
-                return True
-            if len(parts) >= 2 and declared[: len(parts)] == parts:  # a parent folder (not `/tmp`)
-                return True
-        return False
+        if any(parts[: len(root)] == root for root in self.roots):
+            return True
+        return len(parts) >= 2 and any(declared[: len(parts)] == parts for declared in self.declared)
 
     def rewrite(self, text: str) -> str:
         def replace(match: re.Match[str]) -> str:

@@ -111,6 +111,15 @@ def _globals_used(template: dict, global_vars: dict[str, str]) -> dict[str, str]
     }
 
 
+def _siblings(local: Path, shown: int = 12) -> str:
+    """What the step did write next to a missing output file, to spot a renamed field at once."""
+    if not local.parent.is_dir():
+        return ""
+    names = sorted(p.name for p in local.parent.iterdir())
+    more = ", ..." if len(names) > shown else ""
+    return f" (found there: {', '.join(names[:shown])}{more})" if names else ""
+
+
 def _read_output_parameters(template: dict, paths: PathMap, variables: dict[str, str]) -> dict[str, str]:
     values: dict[str, str] = {}
     for spec in template.get("outputs", {}).get("parameters", []):
@@ -123,7 +132,9 @@ def _read_output_parameters(template: dict, paths: PathMap, variables: dict[str,
             elif value_from.get("default") is not None:
                 values[name] = str(value_from["default"])
             else:
-                raise TaskFailure(f"output parameter {name!r}: {value_from['path']} was not written")
+                raise TaskFailure(
+                    f"output parameter {name!r}: {value_from['path']} was not written{_siblings(local)}"
+                )
         elif spec.get("value") is not None:
             values[name] = substitute(str(spec["value"]), variables, f"output parameter {name}")
         elif value_from.get("default") is not None:

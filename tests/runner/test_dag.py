@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.runner.conftest import write_workflow
+
 
 def _times(work_dir: Path, label: str) -> tuple[float, float]:
     return float((work_dir / f"{label}.start").read_text()), float((work_dir / f"{label}.end").read_text())
@@ -64,3 +66,42 @@ def test_non_tty_output_is_plain_lines_and_summary_is_written(run_workflow, work
     assert "\x1b[" not in out.output  # no live-display escape codes when not a terminal
     summary = (out.run_dir / "summary.json").read_text()
     assert '"phase": "succeeded"' in summary
+
+
+def _one_step(outputs: list[dict]) -> dict:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "outputs-"},
+        "spec": {
+            "entrypoint": "step",
+            "templates": [
+                {
+                    "name": "step",
+                    "outputs": {"parameters": outputs},
+                    "container": {
+                        "image": "busybox",
+                        "command": ["sh", "-c", "mkdir -p /tmp/r && echo 1 > /tmp/r/other"],
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_missing_output_parameter_fails_naming_what_was_written(run_workflow, tmp_path):
+    out = run_workflow(
+        write_workflow(tmp_path, _one_step([{"name": "wanted", "valueFrom": {"path": "/tmp/r/wanted"}}]))
+    )
+    assert out.exit_code == 1
+    assert (
+        out.task("step")["message"]
+        == "output parameter 'wanted': /tmp/r/wanted was not written (found there: other)"
+    )
+
+
+def test_missing_output_parameter_with_default(run_workflow, tmp_path):
+    outputs = [{"name": "wanted", "valueFrom": {"path": "/tmp/r/wanted", "default": "fallback"}}]
+    out = run_workflow(write_workflow(tmp_path, _one_step(outputs)))
+    assert out.exit_code == 0, out.output
+    assert out.task("step")["parameters"] == {"wanted": "fallback"}

@@ -85,6 +85,9 @@ def test_path_mapping_rewrites_declared_paths_their_children_and_parents(tmp_pat
     paths = PathMap(tmp_path, ["/tmp/result/version", "/tmp/outputs/data", "/tmp/in.yaml"])
     root = str(tmp_path)
     assert paths.rewrite("/tmp/outputs/data") == f"{root}/tmp/outputs/data"
+    assert (
+        paths.rewrite("/tmp/result/result.json") == f"{root}/tmp/result/result.json"
+    )  # next to a declared file
     assert paths.rewrite("--x=/tmp/outputs/data/sub/f.txt") == f"--x={root}/tmp/outputs/data/sub/f.txt"
     assert (
         paths.rewrite("mkdir -p /tmp/result && cat /tmp/in.yaml")
@@ -97,7 +100,7 @@ def test_path_mapping_rewrites_declared_paths_their_children_and_parents(tmp_pat
         "/usr/bin/env",
         "http://host/tmp/result",
         "sqlite:////tmp/result/x.db",
-        "/tmp/outputs/database",
+        "/tmp/elsewhere/data",
     ):
         assert paths.rewrite(text) == text
 
