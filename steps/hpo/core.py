@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,14 +47,29 @@ def _check_model(ref: str) -> str:
     return path
 
 
+def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on an unreachable Ray address (ray.init would retry for minutes)."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise StepError(f"--ray-address {address!r} must be HOST:PORT, ray://HOST:PORT or 'auto'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise StepError(f"Ray cluster at {address} is unreachable: {exc}") from None
+
+
 def _start_ray(inp: HpoInput) -> None:
     import ray
 
+    check_ray_address(inp.ray_address)
     if ray.is_initialized():
         ray.shutdown()
     try:
         ray.init(
-            address=inp.ray_address,
+            address=inp.ray_address or "local",  # never attach to a stray cluster by accident
             num_cpus=None if inp.ray_address else inp.ray_num_cpus,
             include_dashboard=False,
             log_to_driver=False,

@@ -16,6 +16,8 @@ def mlflow_settings(tmp_path: Path, monkeypatch) -> Settings:
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "hpo-test")
+    monkeypatch.setenv("ARGO_WORKFLOW_UID", "wf-test-uid")
     mlflow.set_tracking_uri(uri)
     return Settings(
         mlflow_tracking_uri=uri, mlflow_experiment_name="hpo-test", argo_workflow_uid="wf-test-uid"
