@@ -7,7 +7,9 @@ secret so tests can prove it never leaks into logs or the MLflow store.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -147,6 +149,7 @@ class StepRunner:
     ) -> StepRun:
         log_path = self.log_dir / f"{len(self.runs):02d}-{name.replace(' ', '_')}.log"
         cmd = [sys.executable, "-m", *name.split(), *args]
+        start = time.monotonic()
         with open(log_path, "wb") as log_fh:
             log_fh.write(("$ " + " ".join(cmd) + "\n").encode())
             log_fh.flush()
@@ -154,6 +157,7 @@ class StepRunner:
                 cmd, cwd=ROOT, env={**self.env, **(env or {})}, stdout=log_fh, stderr=subprocess.STDOUT,
                 timeout=timeout, check=False,
             )  # fmt: skip
+            log_fh.write(f"[exit {proc.returncode} after {time.monotonic() - start:.1f}s]\n".encode())
         run = StepRun(name, proc.returncode, log_path)
         self.runs.append(run)
         if check and proc.returncode != 0:
@@ -196,3 +200,84 @@ def ray_cluster() -> Iterator[RayCluster]:
         yield RayCluster(cluster, cluster.address, cluster.head_node.node_id, [worker.node_id])
     finally:
         cluster.shutdown()
+
+
+@dataclass(frozen=True)
+class S3PipelineData:
+    """The data half of the pipeline, run through S3: registry on S3, fetched, tokenized."""
+
+    registry: Path
+    dataset_dir: Path
+    tokenized_dir: Path
+    fetch_result: dict
+    model: Path  # the tiny base model every search here fine-tunes
+
+
+def read_result(result_dir: Path) -> dict:
+    return json.loads((result_dir / "result.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def s3_pipeline_data(
+    step_runner: StepRunner, s3_server: S3Server, dataset_dir: Path, tiny_base_model: Path, tmp_path_factory
+) -> S3PipelineData:
+    """Publish the dataset to a DVC registry whose remote is the S3 bucket, then fetch and tokenize.
+
+    The registry's local DVC cache is deleted after publishing and the registry is read through a
+    `file://` git URL (a clone), so the fetch can only get the files from the S3 remote.
+    """
+    tmp = tmp_path_factory.mktemp("s3-pipeline")
+    registry = tmp / "data-registry"
+    step_runner(
+        "shared.data_registry build",
+        "--source", str(dataset_dir), "--registry", str(registry),
+        "--remote", f"s3://{DVC_BUCKET}/emotion", "--remote-endpoint", s3_server.endpoint_url,
+    )  # fmt: skip
+    shutil.rmtree(registry / ".dvc" / "cache", ignore_errors=True)
+    step_runner(
+        "steps.dvc_fetch",
+        "--registry-url", f"file://{registry}", "--rev", "emotion-v1.0.0", "--path", "data/emotion",
+        "--output-dir", str(tmp / "dataset"), "--result-dir", str(tmp / "fetch-result"),
+    )  # fmt: skip
+    step_runner(
+        "steps.tokenize",
+        "--dataset-dir", str(tmp / "dataset"), "--model", str(tiny_base_model), "--max-length", "64",
+        "--limit", "120", "--seed", "0",
+        "--output-dir", str(tmp / "tokenized"), "--result-dir", str(tmp / "tokenize-result"),
+    )  # fmt: skip
+    return S3PipelineData(
+        registry=registry,
+        dataset_dir=tmp / "dataset",
+        tokenized_dir=tmp / "tokenized",
+        fetch_result=read_result(tmp / "fetch-result"),
+        model=tiny_base_model,
+    )
+
+
+def hpo_args(data: S3PipelineData, out_dir: Path, *, num_samples: int = 2, num_epochs: int = 1) -> list[str]:
+    """The flags of a tiny search, identical for the local and the cluster run but for Ray's."""
+    return [
+        "--tokenized-dir", str(data.tokenized_dir), "--model", str(data.model),
+        "--num-samples", str(num_samples), "--num-epochs", str(num_epochs), "--cpus-per-trial", "1",
+        "--seed", "0", "--max-failures", "2",
+        "--data-version", data.fetch_result["data_version"],
+        "--dataset-hash", data.fetch_result["dataset_hash"],
+        "--registry-url", data.fetch_result["registry_url"],
+        "--storage-dir", str(out_dir / "tune"), "--result-dir", str(out_dir / "result"),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SearchRun:
+    """A finished hpo step: its result fields and its output folder (Tune storage, result files)."""
+
+    result: dict
+    out_dir: Path
+
+
+@pytest.fixture(scope="session")
+def local_search(step_runner: StepRunner, s3_pipeline_data: S3PipelineData, tmp_path_factory) -> SearchRun:
+    """The reference search: in-process Ray, artifacts to S3 through the S3-backed MLflow server."""
+    out = tmp_path_factory.mktemp("hpo-local")
+    step_runner("steps.hpo", *hpo_args(s3_pipeline_data, out), "--ray-num-cpus", "2")
+    return SearchRun(read_result(out / "result"), out)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import StepError
-from shared.object_store import check_bucket, check_s3_uri, display_endpoint, parse_s3_uri
+from shared.object_store import check_bucket, check_dvc_remote, check_s3_uri, display_endpoint, parse_s3_uri
 from shared.ray_cluster import check_ray_address, connect, parse_ray_address, resolve_ray_address
 from shared.settings import Settings
 from tests.cluster.conftest import DVC_BUCKET, EMPTY_BUCKET, MLFLOW_BUCKET, S3Server
@@ -113,6 +113,23 @@ def test_check_bucket_takes_explicit_endpoint_and_credentials(s3_server: S3Serve
             access_key_id=s3_server.access_key_id,
             secret_access_key="not-it",
         )
+
+
+@pytest.mark.slow
+def test_dvc_remote_is_checked_with_its_own_endpoint(s3_server: S3Server, monkeypatch):
+    """A registry's `.dvc/config` remote section: url + endpointurl; keys from the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_access_key)
+    check_dvc_remote({"url": f"s3://{DVC_BUCKET}/emotion", "endpointurl": s3_server.endpoint_url})
+    check_dvc_remote({"url": "/srv/dvc-remote"})  # a local remote needs no object store
+    closed = f"http://127.0.0.1:{free_port()}"
+    unreachable = rf"S3 endpoint {closed} is unreachable \(needed for bucket 'dvc-remote'\)"
+    with pytest.raises(StepError, match=unreachable):
+        check_dvc_remote({"url": f"s3://{DVC_BUCKET}/emotion", "endpointurl": closed})
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rotated-away")
+    with pytest.raises(StepError, match="rejected the credentials") as err:
+        check_dvc_remote({"url": f"s3://{DVC_BUCKET}/emotion", "endpointurl": s3_server.endpoint_url})
+    assert "rotated-away" not in str(err.value)
 
 
 def test_non_s3_uris_are_not_checked():

@@ -1,0 +1,174 @@
+"""Scale-out: the hpo step joins a multi-node Ray cluster, its trials spread over the nodes, the
+MLflow record matches a local run's, and a worker node lost mid-search costs no trial."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.cluster.conftest import (
+    ROOT,
+    RayCluster,
+    S3PipelineData,
+    SearchRun,
+    StepRunner,
+    hpo_args,
+    read_result,
+)
+from tests.mlflow_server import MlflowServer
+
+pytestmark = pytest.mark.slow
+
+TRIAL_ACTOR = "ImplicitFunc"  # the actor class Ray Tune runs a function trainable in
+
+
+def _trial_actors(address: str) -> list[dict]:
+    """Every trial actor the cluster has run (alive or dead): its state and node id.
+
+    Read from the GCS actor table, which Ray keeps for finished actors too; no dashboard needed.
+    """
+    import ray
+    from ray._private import state
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        return [
+            {"node_id": a["Address"]["NodeID"], "state": a["State"], "pid": a.get("Pid")}
+            for a in state.actors().values()
+            if a["ActorClassName"] == TRIAL_ACTOR
+        ]
+    finally:
+        ray.shutdown()
+
+
+def _record(tracking_uri: str, parent_run_id: str) -> dict:
+    """The shape of a search in MLflow: parent params/tags/metrics, and each child's."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    parent = client.get_run(parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'"
+    )
+    return {
+        "parent_params": parent.data.params,
+        "parent_tag_keys": {k for k in parent.data.tags if not k.startswith("mlflow.")},
+        "parent_metric_keys": set(parent.data.metrics),
+        "parent_metrics": parent.data.metrics,
+        "status": parent.info.status,
+        "children": children,
+        "child_params": sorted(json.dumps(c.data.params, sort_keys=True) for c in children),
+        "child_metric_keys": sorted(json.dumps(sorted(c.data.metrics)) for c in children),
+        "child_tag_keys": sorted(
+            json.dumps(sorted(k for k in c.data.tags if not k.startswith("mlflow."))) for c in children
+        ),
+        "child_statuses": sorted(c.info.status for c in children),
+    }
+
+
+def test_hpo_joins_the_cluster_spreads_trials_and_records_like_a_local_run(
+    ray_cluster: RayCluster,
+    s3_pipeline_data: S3PipelineData,
+    local_search: SearchRun,
+    step_runner: StepRunner,
+    s3_mlflow_server: MlflowServer,
+    tmp_path: Path,
+):
+    step_runner("steps.hpo", *hpo_args(s3_pipeline_data, tmp_path), "--ray-address", ray_cluster.address)
+    result = read_result(tmp_path / "result")
+
+    actors = _trial_actors(ray_cluster.address)
+    nodes = {a["node_id"] for a in actors}
+    assert len(actors) >= 2
+    assert nodes == {ray_cluster.head_node_id, *ray_cluster.worker_node_ids}, "trials did not spread"
+
+    local = _record(s3_mlflow_server.url, local_search.result["parent_run_id"])
+    cluster = _record(s3_mlflow_server.url, result["parent_run_id"])
+    assert cluster["status"] == local["status"] == "FINISHED"
+    assert len(cluster["children"]) == len(local["children"]) == 2
+    # same flags and seed: the same parameters were searched and recorded the same way
+    assert cluster["parent_params"] == local["parent_params"]
+    assert cluster["child_params"] == local["child_params"]
+    shape = ("parent_tag_keys", "parent_metric_keys", "child_metric_keys", "child_tag_keys", "child_statuses")
+    for key in shape:
+        assert cluster[key] == local[key], key
+    assert result["model_uri"] == f"runs:/{result['best_run_id']}/model"
+
+
+def test_worker_node_lost_mid_search_does_not_lose_the_search(
+    ray_cluster: RayCluster,
+    s3_pipeline_data: S3PipelineData,
+    step_runner: StepRunner,
+    s3_mlflow_server: MlflowServer,
+    tmp_path: Path,
+):
+    """Kill a node while one of its trials runs: Tune retries the trial elsewhere (max_failures).
+
+    The step is started the way `ray job submit` starts an entrypoint: `RAY_ADDRESS` in the
+    environment and `--ray-address auto`.
+    """
+    import ray
+
+    victim = ray_cluster.cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
+    ray_cluster.cluster.wait_for_nodes()
+    before = {a["pid"] for a in _trial_actors(ray_cluster.address)}
+
+    log_path = tmp_path / "hpo-node-loss.log"
+    cmd = [
+        sys.executable, "-m", "steps.hpo", *hpo_args(s3_pipeline_data, tmp_path, num_samples=3, num_epochs=2),
+        "--ray-address", "auto",
+    ]  # fmt: skip
+    env = {**step_runner.env, "RAY_ADDRESS": ray_cluster.address}
+    with open(log_path, "wb") as log_fh:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log_fh, stderr=subprocess.STDOUT)
+    try:
+        ray.init(address=ray_cluster.address, log_to_driver=False, configure_logging=False)
+        try:
+            deadline = time.monotonic() + 240
+            while not _running_on(victim.node_id, before):
+                assert proc.poll() is None, log_path.read_text(errors="replace")[-4000:]
+                assert time.monotonic() < deadline, "no trial was ever placed on the node to kill"
+                time.sleep(0.2)
+        finally:
+            ray.shutdown()
+        ray_cluster.cluster.remove_node(victim, allow_graceful=False)
+        proc.wait(timeout=420)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    log = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, log[-6000:]
+
+    result = read_result(tmp_path / "result")
+    record = _record(s3_mlflow_server.url, result["parent_run_id"])
+    assert record["status"] == "FINISHED"
+    assert len(record["children"]) == 3, "a retried trial must reuse its child run"
+    assert set(record["child_statuses"]) <= {"FINISHED", "KILLED"}
+    # the trial on the lost node failed once (its actor vanished) and then ran again to the end
+    failed = [p.parent for p in (tmp_path / "tune").rglob("error.txt")]
+    assert failed, "no trial recorded the node failure"
+    for trial_dir in failed:
+        error = (trial_dir / "error.txt").read_text(errors="replace")
+        assert "Failure # 1" in error and "actor" in error.lower(), error[-2000:]
+        trial_id = json.loads((trial_dir / "result.json").read_text().splitlines()[-1])["trial_id"]
+        retried = [c for c in record["children"] if c.data.tags.get("trial_id") == trial_id]
+        assert len(retried) == 1 and retried[0].info.status in {"FINISHED", "KILLED"}, trial_id
+    assert all("val_loss" in child.data.metrics for child in record["children"])
+    assert record["parent_metrics"]["failed_trials"] == 0
+
+
+def _running_on(node_id: str, ignore_pids: set) -> bool:
+    from ray._private import state
+
+    return any(
+        a["ActorClassName"] == TRIAL_ACTOR
+        and a["State"] == "ALIVE"
+        and a["Address"]["NodeID"] == node_id
+        and a.get("Pid") not in ignore_pids
+        for a in state.actors().values()
+    )
