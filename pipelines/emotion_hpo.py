@@ -253,7 +253,6 @@ def _define_templates() -> None:
         "hpo",
         "steps.hpo",
         [
-            "search",
             "--tokenized-dir",
             "{{inputs.artifacts.tokenized.path}}",
             "--model",

@@ -65,7 +65,7 @@ def build_rayjob(
     gpu_workers: int = 1,
     active_deadline_seconds: int = 21600,
 ) -> dict[str, Any]:
-    """A RayJob (ray.io/v1) whose entrypoint runs `python -m steps.hpo search` with `search_args`.
+    """A RayJob (ray.io/v1) whose entrypoint runs `python -m steps.hpo` (the search) with `search_args`.
 
     `search_args` maps flag names (without `--`) to values, e.g. {"num-samples": "8"}; the data and
     search-space paths and the result dir are filled in here.
@@ -78,7 +78,7 @@ def build_rayjob(
         "result-dir": "/tmp/result",
     }
     entrypoint = shlex.join(
-        ["python", "-m", "steps.hpo", "search"]
+        ["python", "-m", "steps.hpo"]
         + [item for k, v in args.items() for item in (f"--{k}", str(v))]
     )
     shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}

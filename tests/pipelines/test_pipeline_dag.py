@@ -122,7 +122,7 @@ def test_step_commands_follow_the_contracts(workflow):
     t = templates_of(workflow)
     assert t["dvc-fetch"]["container"]["command"] == ["python", "-m", "steps.dvc_fetch"]
     assert t["hpo"]["container"]["command"] == ["python", "-m", "steps.hpo"]
-    assert t["hpo"]["container"]["args"][0] == "search"
+    assert t["hpo"]["container"]["args"][0] == "--tokenized-dir"
     assert t["hpo-rayjob-result"]["container"]["args"][:3] == ["result", "--workflow-uid", "{{workflow.uid}}"]
     register_args = t["register"]["container"]["args"]
     assert register_args[register_args.index("--workflow-uid") + 1] == "{{workflow.uid}}"

@@ -101,7 +101,7 @@ def test_rayjob_cli_renders_a_valid_manifest_with_the_search_space_intact(tmp_pa
     manifest = yaml.safe_load(out.read_text())
     assert rayjob_errors(manifest) == []
     entry = manifest["spec"]["entrypoint"]
-    assert entry.startswith("python -m steps.hpo search --tokenized-dir /data/tokenized")
+    assert entry.startswith("python -m steps.hpo --tokenized-dir /data/tokenized")
     assert (
         "--search-alg optuna" in entry and "--gpus-per-trial 0.25" in entry and "--ray-address auto" in entry
     )
