@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -41,6 +42,7 @@ def main(
     result_dir: Path = typer.Option(None, help="write result.json and one file per field here"),
 ) -> None:
     """Register the best trial of an hpo search and move `champion` if it passes the gate."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keep pod logs readable
 
     def core():
         from shared.settings import Settings

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.mlflow_server import mlflow_server  # noqa: F401  (the fixture)
 
-LABEL_IDS = {"sadness": 0, "joy": 1, "love": 2, "anger": 3, "fear": 4, "surprise": 5}
+from .helpers import LABEL_IDS, Search, Trial
 
 
 @pytest.fixture(scope="session")
@@ -37,22 +36,6 @@ def constant_model_dirs(tiny_model_dir: Path, tmp_path_factory) -> dict[str, Pat
         )
         out[name] = target
     return out
-
-
-@dataclass
-class Trial:
-    """One child run to create: its model dir (None = no model logged), status and metrics."""
-
-    model_dir: Path | None
-    val_loss: float
-    status: str = "FINISHED"
-    params: dict | None = None
-
-
-@dataclass
-class Search:
-    parent_run_id: str
-    child_run_ids: list[str]
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +90,3 @@ def make_search(register_settings):
         return Search(parent.info.run_id, child_ids)
 
     return build
-
-
-def unique_model_name(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"

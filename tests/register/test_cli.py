@@ -35,3 +35,25 @@ def test_unreachable_tracking_server_is_a_clear_error(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert f"MLflow tracking server {url} is unreachable" in result.output
     assert not (tmp_path / "r" / "result.json").exists()
+
+
+def test_module_entry_point_lists_the_contract_flags():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "steps.register", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for flag in (
+        "--parent-run-id",
+        "--workflow-uid",
+        "--dataset-dir",
+        "--model-name",
+        "--tolerance",
+        "--result-dir",
+    ):
+        assert flag in out
