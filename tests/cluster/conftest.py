@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,34 +171,73 @@ def step_runner(pipeline_env: dict[str, str], tmp_path_factory) -> StepRunner:
     return StepRunner(tmp_path_factory.mktemp("step-logs"), pipeline_env)
 
 
+NODE_MEMORY = {"object_store_memory": 100 * 1024**2}
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """os.environ with `values` while Ray node processes are spawned (they inherit it), then back."""
+    saved = dict(os.environ)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @dataclass
 class RayCluster:
     """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`)."""
 
     cluster: object  # ray.cluster_utils.Cluster
-    address: str
+    address: str  # the GCS address, for --ray-address
+    dashboard_url: str  # the job-submission address, for `ray job submit --address`
     head_node_id: str
     worker_node_ids: list[str]
+    node_env: dict[str, str]
+
+    def add_node(self, num_cpus: int = 1):
+        """Another worker node, with the same environment as the others."""
+        with _environment(self.node_env):
+            node = self.cluster.add_node(num_cpus=num_cpus, **NODE_MEMORY)
+        self.cluster.wait_for_nodes()
+        return node
 
 
 @pytest.fixture(scope="module")
-def ray_cluster() -> Iterator[RayCluster]:
-    """A head and one worker node, one CPU each, so two one-CPU trials must run on different nodes.
+def ray_cluster(pipeline_env: dict[str, str]) -> Iterator[RayCluster]:
+    """A head (with the dashboard, for `ray job submit`) and one worker node, one CPU each, so two
+    one-CPU trials must run on different nodes.
 
-    Started without connecting this process, so step subprocesses join it by address exactly
-    as they would join a remote cluster.
+    The nodes get the platform environment (tracking URI, S3 endpoint and credentials) the way
+    the pods of a KubeRay cluster get it from the Secret and ConfigMap. This process does not
+    connect, so step subprocesses join by address exactly as they would join a remote cluster.
     """
     from ray.cluster_utils import Cluster
 
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={"num_cpus": 1, "object_store_memory": 100 * 1024**2},
-    )
+    node_env = {k: v for k, v in pipeline_env.items() if os.environ.get(k) != v}
+    dashboard_port = free_port()
+    with _environment(node_env):
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port, **NODE_MEMORY,
+            },
+        )  # fmt: skip
     try:
-        worker = cluster.add_node(num_cpus=1, object_store_memory=100 * 1024**2)
-        cluster.wait_for_nodes()
-        yield RayCluster(cluster, cluster.address, cluster.head_node.node_id, [worker.node_id])
+        ray = RayCluster(
+            cluster=cluster,
+            address=cluster.address,
+            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            head_node_id=cluster.head_node.node_id,
+            worker_node_ids=[],
+            node_env=node_env,
+        )
+        ray.worker_node_ids.append(ray.add_node().node_id)
+        yield ray
     finally:
         cluster.shutdown()
 

@@ -11,8 +11,16 @@ from shared.errors import StepError
 from shared.object_store import check_bucket, check_dvc_remote, check_s3_uri, display_endpoint, parse_s3_uri
 from shared.ray_cluster import check_ray_address, connect, parse_ray_address, resolve_ray_address
 from shared.settings import Settings
-from tests.cluster.conftest import DVC_BUCKET, EMPTY_BUCKET, MLFLOW_BUCKET, S3Server
-from tests.mlflow_server import free_port
+from tests.cluster.conftest import (
+    DVC_BUCKET,
+    EMPTY_BUCKET,
+    MLFLOW_BUCKET,
+    S3PipelineData,
+    S3Server,
+    StepRunner,
+    hpo_args,
+)
+from tests.mlflow_server import MlflowServer, free_port
 
 
 def _settings(server: S3Server, **overrides: str) -> Settings:
@@ -184,3 +192,29 @@ def test_connect_fails_before_starting_ray():
     with pytest.raises(StepError, match=rf"Ray cluster at {address} is unreachable"):
         connect(address, timeout_s=2)
     assert not ray.is_initialized()
+
+
+# ---------------------------------------------------------------------------------------------
+# Through the step CLIs
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_hpo_cli_with_unreachable_ray_address_fails_before_any_run(
+    s3_pipeline_data: S3PipelineData, step_runner: StepRunner, s3_mlflow_server: MlflowServer, tmp_path
+):
+    from mlflow import MlflowClient
+
+    address = f"127.0.0.1:{free_port()}"
+    experiment = "cluster-preflight-ray"
+    run = step_runner(
+        "steps.hpo", *hpo_args(s3_pipeline_data, tmp_path), "--ray-address", address,
+        env={"MLFLOW_EXPERIMENT_NAME": experiment}, check=False, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.log[-3000:]
+    assert f"Ray cluster at {address} is unreachable" in " ".join(run.log.split())
+    assert "Traceback" not in run.log
+    client = MlflowClient(tracking_uri=s3_mlflow_server.url)
+    exp = client.get_experiment_by_name(experiment)
+    assert exp is None or not client.search_runs([exp.experiment_id]), "a run was opened before the check"
+    assert not (tmp_path / "result" / "result.json").exists()
