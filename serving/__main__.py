@@ -24,7 +24,11 @@ def serve(
     backend: str | None = typer.Option(None, help="torch or onnx (default: SERVE_BACKEND)."),
 ) -> None:
     """Serve the emotion classifier until interrupted."""
+    import os
+
     import uvicorn
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the server has its own inference thread
 
     from serving.app import create_app
 

@@ -21,7 +21,10 @@ class Backend(Protocol):
 
 
 def set_threads(threads: int) -> None:
-    """Size torch's intra-op pool (0 keeps the default: one thread per core)."""
+    """Size torch's intra-op pool for the calling thread (0 keeps the default: one per core).
+
+    Called in the inference thread itself: the OpenMP pool size is a per-thread setting.
+    """
     import torch
 
     if threads > 0:
@@ -53,7 +56,6 @@ class TorchBackend:
 
 def load_backend(kind: str, model_dir: Path, max_tokens: int, threads: int) -> Backend:
     """Build the configured backend for a model directory."""
-    set_threads(threads)
     if kind == "torch":
         return TorchBackend(model_dir, max_tokens=max_tokens)
     if kind == "onnx":

@@ -45,6 +45,7 @@ class MicroBatcher:
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
         on_batch: BatchObserver | None = None,
+        thread_initializer: Callable[[], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -52,6 +53,7 @@ class MicroBatcher:
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
         self._on_batch = on_batch
+        self._thread_initializer = thread_initializer
         self._queue: asyncio.Queue[_Job] | None = None
         self._task: asyncio.Task | None = None
         self._executor: ThreadPoolExecutor | None = None
@@ -59,7 +61,9 @@ class MicroBatcher:
     def start(self) -> None:
         """Start the collector on the running event loop."""
         self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        self._executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="inference", initializer=self._thread_initializer
+        )
         self._task = asyncio.get_running_loop().create_task(self._collect_forever(), name="micro-batcher")
 
     async def stop(self) -> None:

@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from serving.backends import Backend, load_backend
+from serving.backends import Backend, load_backend, set_threads
 from serving.batching import MicroBatcher
 from serving.metrics import ServingMetrics
 from serving.model_loader import ResolvedModel, describe, resolve_model
@@ -57,6 +58,7 @@ class ModelRuntime:
                 max_batch_size=self.settings.max_batch_size,
                 max_wait_ms=self.settings.max_wait_ms,
                 on_batch=self.metrics.observe_batch,
+                thread_initializer=partial(set_threads, self.settings.threads),
             )
             batcher.start()
             self.batcher = batcher

@@ -44,7 +44,9 @@ class ServeSettings(BaseSettings):
         default=2.0, ge=0, description="how long a batch waits for more requests after the first one"
     )
     max_tokens: int = Field(default=128, ge=8, description="token-level truncation inside the model")
-    threads: int = Field(default=0, ge=0, description="torch intra-op threads (0: one per core)")
+    threads: int = Field(
+        default=1, ge=0, description="torch intra-op threads of the inference thread (0: one per core)"
+    )
     backend: Literal["torch", "onnx"] = Field(default="torch", description="inference backend")
     cache_dir: Path = Field(
         default=Path(".local/cache/serving"), description="MLflow model downloads, cached per version/run"
