@@ -218,6 +218,7 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
 
     _start_ray(inp)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected here
     try:
         data_ref = ray.put(data)  # once for all trials; they map it zero-copy
         trainable = _trainable(inp, data_ref, model_path, trial_fn)
