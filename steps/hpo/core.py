@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -278,8 +279,10 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
     tracker = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
     children = tracker.existing_children()
     for r in results:
-        trial_id = r.metrics.get("trial_id") if r.metrics else None
-        trial_id = trial_id or Path(r.path).name
+        trial_id = _trial_id(r)
+        if trial_id is None:
+            log.warning("cannot tell the trial id of %s; its child run is left as it is", r.path)
+            continue
         run_id = children.get(trial_id)
         if run_id is None or client.get_run(run_id).info.status == RUNNING:
             status = tracker.close(trial_id, Path(r.path).name, r.config or {}, r.metrics, _error(r))
@@ -318,6 +321,14 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
         experiment_id=experiment_id,
         model_uri=model_uri,
     )
+
+
+def _trial_id(result) -> str | None:
+    """Tune's trial id of a result: from its metrics, else from its directory name."""
+    if result.metrics and result.metrics.get("trial_id"):
+        return str(result.metrics["trial_id"])
+    match = re.search(r"_([0-9a-f]{5}_\d{5})_", Path(result.path).name)
+    return match.group(1) if match else None
 
 
 def _error(result) -> str | None:

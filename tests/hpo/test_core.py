@@ -114,3 +114,14 @@ def test_cli_bad_input_exits_2_with_the_problem(tmp_path, mlflow_settings):
     out = runner.invoke(app, ["--tokenized-dir", str(tmp_path), "--num-samples", "0"])
     assert out.exit_code == 2
     assert not (tmp_path / "result.json").exists()
+
+
+def test_trial_id_comes_from_metrics_or_the_trial_directory():
+    from types import SimpleNamespace
+
+    from steps.hpo.core import _trial_id
+
+    path = "/s/hpo-1/run_trial_648f3_00001_1_batch_size=32,learning_rate=0.0000_2026-11-26_15-38-14"
+    assert _trial_id(SimpleNamespace(metrics={"trial_id": "abcde_00007"}, path=path)) == "abcde_00007"
+    assert _trial_id(SimpleNamespace(metrics={}, path=path)) == "648f3_00001"
+    assert _trial_id(SimpleNamespace(metrics=None, path="/s/elsewhere")) is None
