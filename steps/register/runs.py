@@ -40,9 +40,12 @@ def find_parent_run_by_workflow(client, experiment_id: str, workflow_uid: str):
     """The newest top-level run in the experiment tagged `argo_workflow_uid=<workflow_uid>`."""
     runs = client.search_runs(
         [experiment_id],
-        filter_string=f"tags.argo_workflow_uid = {_quoted(workflow_uid, 'workflow uid')}",
+        filter_string=(
+            f"tags.argo_workflow_uid = {_quoted(workflow_uid, 'workflow uid')} "
+            f"and tags.`{PARENT_TAG}` IS NULL"
+        ),
         order_by=["attributes.start_time DESC"],
-        max_results=1000,
+        max_results=10,
     )
     parents = [r for r in runs if PARENT_TAG not in r.data.tags]
     if not parents:
