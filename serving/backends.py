@@ -1,7 +1,7 @@
 """Inference backends: turn a list of texts into class probabilities, padded to the longest text.
 
-`torch` runs the safetensors model with PyTorch; `onnx` (see `serving.onnx_backend`) runs an
-ONNX export of the same weights with ONNX Runtime. Both are called from one worker thread.
+`torch` runs the safetensors model with PyTorch, called from the batcher's single worker thread.
+(An ONNX Runtime backend would plug in here behind the same `predict_proba`; it is not built yet.)
 """
 
 from __future__ import annotations
@@ -54,12 +54,8 @@ class TorchBackend:
             return torch.softmax(logits.float(), dim=-1).numpy()
 
 
-def load_backend(kind: str, model_dir: Path, max_tokens: int, threads: int) -> Backend:
+def load_backend(kind: str, model_dir: Path, max_tokens: int) -> Backend:
     """Build the configured backend for a model directory."""
     if kind == "torch":
         return TorchBackend(model_dir, max_tokens=max_tokens)
-    if kind == "onnx":
-        from serving.onnx_backend import OnnxBackend
-
-        return OnnxBackend(model_dir, max_tokens=max_tokens, threads=threads)
-    raise ValueError(f"unknown backend {kind!r}; use torch or onnx")
+    raise ValueError(f"unknown backend {kind!r}; available: torch")

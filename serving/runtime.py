@@ -83,9 +83,7 @@ class ModelRuntime:
 
     def _load_blocking(self) -> tuple[ResolvedModel, Backend]:
         resolved = resolve_model(self.settings.model_uri, self.settings.cache_dir, self.tracking_uri)
-        backend = load_backend(
-            self.settings.backend, resolved.model_dir, self.settings.max_tokens, self.settings.threads
-        )
+        backend = load_backend(self.settings.backend, resolved.model_dir, self.settings.max_tokens)
         return resolved, backend
 
     @staticmethod

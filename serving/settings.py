@@ -47,7 +47,7 @@ class ServeSettings(BaseSettings):
     threads: int = Field(
         default=1, ge=0, description="torch intra-op threads of the inference thread (0: one per core)"
     )
-    backend: Literal["torch", "onnx"] = Field(default="torch", description="inference backend")
+    backend: Literal["torch"] = Field(default="torch", description="inference backend (torch only so far)")
     cache_dir: Path = Field(
         default=Path(".local/cache/serving"), description="MLflow model downloads, cached per version/run"
     )
