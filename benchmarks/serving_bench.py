@@ -145,9 +145,12 @@ async def run_load(url: str, texts: list[str], concurrency: int, requests_per_cl
             for i in range(requests_per_client):
                 text = texts[(worker * 7919 + i) % len(texts)]
                 started = time.perf_counter()
-                response = await client.post("/predict", json={"texts": [text]})
+                try:
+                    response = await client.post("/predict", json={"texts": [text]})
+                    failures += response.status_code != 200
+                except httpx.HTTPError:  # dropped connection, timeout: a failed request
+                    failures += 1
                 latencies.append(time.perf_counter() - started)
-                failures += response.status_code != 200
 
         # warm-up: open the connections
         await asyncio.gather(
