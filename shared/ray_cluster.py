@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -136,3 +137,23 @@ def alive_nodes() -> list[dict[str, Any]]:
         for n in ray.nodes()
         if n.get("Alive")
     ]
+
+
+# Ray Tune copies these from the driver's environment into every trial actor's `runtime_env`,
+# and Ray's runtime-env agent logs runtime envs in clear text (runtime_env_agent.log), and shows
+# them in the dashboard. Trials get them anyway from their node's environment (a pod's Secret,
+# or the local raylet, which inherited the driver's environment when Ray started).
+CREDENTIAL_ENV_VARS = (
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
+)  # fmt: skip
+
+
+@contextmanager
+def credentials_hidden_from_ray_tune() -> Iterator[None]:
+    """Run `tuner.fit()` inside this: the S3 credentials are out of `os.environ` meanwhile, so
+    Ray Tune does not put them into the trials' runtime env (and so into Ray's logs)."""
+    saved = {k: os.environ.pop(k) for k in CREDENTIAL_ENV_VARS if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)

@@ -218,3 +218,21 @@ def test_hpo_cli_with_unreachable_ray_address_fails_before_any_run(
     exp = client.get_experiment_by_name(experiment)
     assert exp is None or not client.search_runs([exp.experiment_id]), "a run was opened before the check"
     assert not (tmp_path / "result" / "result.json").exists()
+
+
+def test_credentials_are_hidden_from_ray_tune_propagation(monkeypatch):
+    """Ray Tune copies these variables into each trial's runtime env, which Ray logs in clear."""
+    import os
+
+    from ray.tune.execution.class_cache import ENV_VARS_TO_PROPAGATE
+
+    from shared.ray_cluster import CREDENTIAL_ENV_VARS, credentials_hidden_from_ray_tune
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    propagated = set(ENV_VARS_TO_PROPAGATE) & set(CREDENTIAL_ENV_VARS)
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= propagated
+    with pytest.raises(RuntimeError), credentials_hidden_from_ray_tune():
+        assert not {k for k in ENV_VARS_TO_PROPAGATE if k.startswith("AWS_")} & set(os.environ)
+        raise RuntimeError("a failed search")
+    assert (os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]) == ("AKIAEXAMPLE", "s3cr3t")
