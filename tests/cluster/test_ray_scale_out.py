@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -114,13 +113,14 @@ def test_search_submitted_as_ray_job_survives_losing_a_worker_node(
 
     victim = ray_cluster.add_node()
     before = {a["pid"] for a in _trial_actors(ray_cluster.address)}
+    _wait_for_job_api(ray_cluster.dashboard_url)
 
     args = hpo_args(s3_pipeline_data, tmp_path, num_samples=3, num_epochs=2)
     search = [sys.executable, "-m", "steps.hpo", *args]
     cmd = [
         str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", ray_cluster.dashboard_url,
-        "--", shlex.join([*search, "--ray-address", "auto"]),
-    ]  # fmt: skip
+        "--", *search, "--ray-address", "auto",
+    ]  # fmt: skip (ray joins the entrypoint words with spaces and runs them in a shell)
     secrets = [v for k, v in ray_cluster.node_env.items() if k.startswith("AWS_")]
     submit_env = {k: v for k, v in os.environ.items() if v not in secrets and k != "RAY_ADDRESS"}
     log_path = tmp_path / "ray-job-submit.log"
@@ -167,6 +167,25 @@ def test_search_submitted_as_ray_job_survives_losing_a_worker_node(
     texts = [log] + [p.read_text(errors="replace") for p in session_logs.rglob("*") if p.is_file()]
     for secret in secrets:
         assert not [t[:200] for t in texts if secret in t]
+
+
+def _wait_for_job_api(url: str, timeout_s: float = 180) -> None:
+    """A fresh head accepts jobs only once its dashboard agent registered: submit a no-op until then."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client = JobSubmissionClient(url)
+            job_id = client.submit_job(entrypoint="true")
+            break
+        except (RuntimeError, ConnectionError):
+            assert time.monotonic() < deadline, f"Ray job API at {url} never became ready"
+            time.sleep(1)
+    while client.get_job_status(job_id) not in {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED}:
+        assert time.monotonic() < deadline, f"no-op job {job_id} did not finish"
+        time.sleep(0.5)
+    assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
 
 
 def _running_on(node_id: str, ignore_pids: set) -> bool:
