@@ -1,0 +1,5 @@
+"""dvc-fetch step: one dataset version out of the DVC data registry, verified and validated."""
+
+from steps.dvc_fetch.core import FetchInput, FetchResult, fetch
+
+__all__ = ["FetchInput", "FetchResult", "fetch"]

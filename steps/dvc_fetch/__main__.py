@@ -1,0 +1,3 @@
+from steps.dvc_fetch.cli import app
+
+app()

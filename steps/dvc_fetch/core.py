@@ -1,0 +1,216 @@
+"""dvc-fetch core: one dataset version out of the DVC data registry, verified and validated.
+
+It opens the registry at a rev through DVC's repo API (what `dvc get` does: a local registry is
+read in place, a git URL is cloned), downloads the dataset directory from DVC's cache or remote
+into a temporary sibling of the output dir, checks every file against the md5 DVC recorded for
+it and the directory against its recorded `.dir` hash, validates the schema, and only then
+renames the directory into place. Any failure leaves the output dir as it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from shared.data_registry import (
+    DEFAULT_PATH,
+    REQUIRED_SPLITS,
+    atomic_replace_dir,
+    dvc_dir_hash,
+    file_md5,
+    sibling_tmp_dir,
+    validate_dataset,
+)
+from shared.errors import StepError
+
+log = logging.getLogger(__name__)
+
+
+class FetchInput(BaseModel):
+    registry_url: str = Field(description="the registry: a local path or a git URL")
+    rev: str = Field(description="git tag (dataset version), branch or commit")
+    path: str = DEFAULT_PATH
+    output_dir: Path
+    required_splits: list[str] = Field(default_factory=lambda: list(REQUIRED_SPLITS))
+    remote: str | None = Field(default=None, description="DVC remote name to use instead of the default")
+    jobs: int | None = Field(default=None, ge=1, description="parallel downloads (DVC's default when unset)")
+
+
+class FetchResult(BaseModel):
+    registry_url: str
+    data_version: str  # the rev as asked for, e.g. emotion-v1.0.0
+    path: str
+    commit: str  # the git commit the rev resolved to
+    resolved_commit: str  # the same, under the issue's name
+    dataset_hash: str  # the md5 DVC recorded for the dataset directory (`<md5>.dir`)
+    output_dir: str
+    splits: list[str]
+    rows: dict[str, int]
+    class_counts: dict[str, dict[str, int]]
+
+
+def _open_repo(url: str, rev: str | None, remote: str | None):
+    """DVC's repo API, as `dvc get` uses it; registry and rev errors become StepErrors."""
+    from dvc.exceptions import DvcException, NotDvcRepoError
+    from dvc.repo import Repo
+    from dvc.scm import CloneError, RevError, SCMError
+
+    try:
+        return Repo.open(url=url, rev=rev, subrepos=True, uninitialized=True, remote=remote)
+    except RevError:
+        tags = _available_tags(url)
+        listed = ", ".join(tags) if tags else "none (the registry has no dataset tags yet)"
+        raise StepError(
+            f"rev {rev!r} does not exist in data registry {url}; available dataset tags: {listed}"
+        ) from None
+    except (CloneError, NotDvcRepoError, SCMError) as exc:
+        if not _looks_remote(url) and not Path(url).exists():
+            where = "no such directory"
+        else:
+            where = re.sub(r" to '[^']*'$", "", str(exc.__cause__ or exc)).replace("Failed to", "failed to")
+        raise StepError(
+            f"data registry {url} is unreachable or not a git repository ({where}); "
+            "check --registry-url (build a local one with `make registry`)"
+        ) from None
+    except DvcException as exc:
+        raise StepError(f"cannot open data registry {url} at {rev!r}: {exc}") from None
+
+
+def _looks_remote(url: str) -> bool:
+    return "://" in url or (":" in url and not Path(url).exists() and "@" in url)
+
+
+def _natural_key(tag: str) -> list:
+    """emotion-v1.10.0 sorts after emotion-v1.9.0."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", tag)]
+
+
+def _available_tags(url: str) -> list[str]:
+    from dvc.exceptions import DvcException
+
+    try:
+        with _open_repo(url, None, None) as repo:
+            return sorted(repo.scm.list_tags(), key=_natural_key)
+    except (DvcException, StepError):
+        return []
+
+
+def _recorded_tree(repo, path: str) -> tuple[str, dict[str, str]]:
+    """(dataset directory hash, {relative file path: md5}) as DVC recorded them at this rev."""
+    fs = repo.dvcfs
+    try:
+        info = fs.info(path)
+    except FileNotFoundError:
+        raise StepError(f"{path!r} does not exist in the registry at this rev") from None
+    dir_hash = (info.get("dvc_info") or {}).get("md5") or info.get("md5")
+    if info.get("type") != "directory" or not dir_hash:
+        raise StepError(f"{path!r} in the registry is not a DVC-tracked dataset directory")
+    from dvc_data.index.index import DataIndexError
+
+    files: dict[str, str] = {}
+    try:
+        for name in fs.find(path):
+            finfo = fs.info(name)
+            md5 = (finfo.get("dvc_info") or {}).get("md5") or finfo.get("md5")
+            files[name[len(path) :].lstrip("/")] = md5
+    except (FileNotFoundError, DataIndexError):
+        raise StepError(
+            f"the file list of {path!r} (DVC object {dir_hash}) is missing from the registry's cache "
+            f"and its DVC remote {_remote_url(repo)}: the version was not pushed completely, "
+            "or the remote lost it"
+        ) from None
+    return dir_hash, files
+
+
+def _remote_url(repo) -> str:
+    try:
+        name = repo.config["core"].get("remote")
+        return str(repo.config["remote"][name]["url"]) if name else "no default remote configured"
+    except (KeyError, TypeError):
+        return "unknown remote"
+
+
+def _download(repo, path: str, files: dict[str, str], out: Path, jobs: int | None) -> None:
+    from dvc.exceptions import DvcException
+    from dvc.fs import download
+
+    try:
+        download(repo.dvcfs, path, str(out), jobs=jobs)
+    except FileNotFoundError as exc:
+        missing = str(exc.filename or exc)
+        rel = missing[len(path) :].lstrip("/") if missing.startswith(path) else missing
+        md5 = files.get(rel)
+        raise StepError(
+            f"{missing} (md5 {md5}) is missing from the registry's cache and its DVC remote "
+            f"{_remote_url(repo)}: the version was not pushed completely, or the remote lost it"
+        ) from None
+    except DvcException as exc:
+        raise StepError(f"downloading {path} from DVC remote {_remote_url(repo)} failed: {exc}") from None
+    except OSError as exc:
+        raise StepError(f"downloading {path} from DVC remote {_remote_url(repo)} failed: {exc}") from None
+
+
+def _verify(out: Path, dir_hash: str, files: dict[str, str]) -> None:
+    """Every file's md5 and the directory hash must equal what DVC recorded."""
+    got = {p.relative_to(out).as_posix(): file_md5(p) for p in sorted(out.rglob("*")) if p.is_file()}
+    for rel, md5 in sorted(files.items()):
+        if rel not in got:
+            raise StepError(f"{rel} (md5 {md5}) was not downloaded")
+        if got[rel] != md5:
+            raise StepError(
+                f"{rel}: content hash {got[rel]} does not match the md5 DVC recorded ({md5}); "
+                "the cache or remote copy is corrupt"
+            )
+    extra = sorted(set(got) - set(files))
+    if extra:
+        raise StepError(f"unexpected files not recorded by DVC: {', '.join(extra)}")
+    if dvc_dir_hash(got) != dir_hash:
+        raise StepError(f"dataset directory hash {dvc_dir_hash(got)} does not match the recorded {dir_hash}")
+
+
+def fetch(inp: FetchInput) -> FetchResult:
+    """Fetch `inp.path` at `inp.rev` from the registry into `inp.output_dir`, all or nothing."""
+    path = inp.path.strip("/")
+    url = inp.registry_url
+    output_dir = Path(inp.output_dir)
+    with _open_repo(url, inp.rev, inp.remote) as repo:
+        commit = repo.get_rev()
+        try:
+            dir_hash, files = _recorded_tree(repo, path)
+        except StepError as exc:
+            raise StepError(f"data registry {url} at {inp.rev} ({commit[:12]}): {exc}") from None
+        log.info(
+            "registry %s at %s = %s: %s is %s (%d files)",
+            url,
+            inp.rev,
+            commit[:12],
+            path,
+            dir_hash,
+            len(files),
+        )
+        with sibling_tmp_dir(output_dir) as tmp:
+            staged = tmp / "dataset"
+            _download(repo, path, files, staged, inp.jobs)
+            _verify(staged, dir_hash, files)
+            try:
+                label_map, stats = validate_dataset(staged, inp.required_splits)
+            except StepError as exc:
+                raise StepError(f"dataset {inp.rev} ({path} in {url}) is invalid: {exc}") from None
+            atomic_replace_dir(staged, output_dir)
+    result = FetchResult(
+        registry_url=url,
+        data_version=inp.rev,
+        path=path,
+        commit=commit,
+        resolved_commit=commit,
+        dataset_hash=dir_hash,
+        output_dir=str(output_dir),
+        splits=list(stats),
+        rows={name: s.rows for name, s in stats.items()},
+        class_counts={name: s.class_counts(label_map) for name, s in stats.items()},
+    )
+    log.info("fetched %s (%s): %s", inp.rev, dir_hash, ", ".join(f"{k} {v}" for k, v in result.rows.items()))
+    return result

