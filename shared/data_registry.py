@@ -691,13 +691,13 @@ def _app():
         source: Path = typer.Option(..., help="dataset directory: <split>.parquet files + metadata.json"),
         registry: Path = typer.Option(..., help="the registry git repository (created if missing)"),
         remote: str | None = typer.Option(
-            None, help="DVC remote: a directory or s3://bucket/prefix [default: <registry>/../dvc-remote]"
+            None, help="DVC remote: a directory or s3://bucket/prefix (default: <registry>/../dvc-remote)"
         ),
         remote_endpoint: str | None = typer.Option(
-            None, help="S3 endpoint URL (MinIO) [default: $MLFLOW_S3_ENDPOINT_URL or $AWS_ENDPOINT_URL]"
+            None, help="S3 endpoint URL (MinIO) (default: $MLFLOW_S3_ENDPOINT_URL or $AWS_ENDPOINT_URL)"
         ),
         version: str | None = typer.Option(
-            None, help="the version tag [default: emotion-v<metadata.json version>]"
+            None, help="the version tag (default: emotion-v<metadata.json version>)"
         ),
         path: str = typer.Option(DEFAULT_PATH, help="where the dataset lives inside the registry"),
         result_file: Path | None = typer.Option(None, help="also write the result JSON here"),

@@ -27,7 +27,7 @@ def main(
     registry_url: Annotated[str, Opt(help="the data registry: a local path or a git URL")],
     output_dir: Annotated[Path, Opt(help="where the split files and metadata.json go")],
     rev: Annotated[
-        str | None, Opt(help="dataset version tag, branch or commit [default: $DVC_DATA_VERSION]")
+        str | None, Opt(help="dataset version tag, branch or commit (default: $DVC_DATA_VERSION)")
     ] = None,
     path: Annotated[str, Opt(help="the dataset's path inside the registry")] = DEFAULT_PATH,
     required_split: Annotated[list[str] | None, Opt(help="a split that must be present (repeatable)")] = None,
