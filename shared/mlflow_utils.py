@@ -6,6 +6,7 @@ import logging
 from urllib.parse import urlparse
 
 from shared.errors import StepError
+from shared.object_store import check_s3_uri
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,9 @@ def connect(settings: Settings) -> str:
     try:
         experiment = mlflow.set_experiment(settings.mlflow_experiment_name)
     except Exception as exc:  # MLflow raises many types for a broken store
-        raise StepError(f"cannot use MLflow experiment {settings.mlflow_experiment_name!r} at {uri}: {exc}") from exc
+        name = settings.mlflow_experiment_name
+        raise StepError(f"cannot use MLflow experiment {name!r} at {uri}: {exc}") from exc
+    # A wrong S3 credential or a missing bucket must fail now, not after the whole search.
+    check_s3_uri(experiment.artifact_location or "", settings)
     log.info("MLflow: %s, experiment %s (%s)", uri, experiment.name, experiment.experiment_id)
     return experiment.experiment_id
