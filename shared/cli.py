@@ -16,7 +16,7 @@ from shared.results import write_result
 
 R = TypeVar("R", bound=BaseModel)
 
-_err = Console(stderr=True)
+_err = Console(stderr=True, soft_wrap=True)
 
 
 def setup_logging(level: int = logging.INFO) -> None:

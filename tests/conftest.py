@@ -78,7 +78,7 @@ def tokenized_dir(tiny_base_model: Path, dataset_dir: Path, tmp_path_factory) ->
     tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
     for split, n in (("train", 240), ("validation", 120)):
         df = pd.read_parquet(dataset_dir / f"{split}.parquet")
-        df = df.groupby("label", group_keys=False).apply(lambda g: g.head(n // 6)).reset_index(drop=True)
+        df = df.groupby("label", group_keys=False).head(n // 6).reset_index(drop=True)
         ids = tokenizer(df["text"].tolist(), truncation=True, max_length=64)["input_ids"]
         table = pa.table(
             {
