@@ -57,6 +57,18 @@ def _client(tracking_uri: str | None):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+def _preflight_store(download_uri: str) -> None:
+    """An S3-backed model with a wrong credential or bucket: say so, naming the endpoint."""
+    from shared.errors import StepError
+    from shared.object_store import check_s3_uri
+    from shared.settings import Settings
+
+    try:
+        check_s3_uri(download_uri, Settings())
+    except StepError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
 def _download(artifact_uri: str, target: Path, tracking_uri: str | None) -> Path:
     """Download `artifact_uri` into `target` unless a finished copy is already there."""
     import mlflow
@@ -141,6 +153,8 @@ def _resolve_registry(model_uri: str, match: re.Match, cache_dir: Path, tracking
             f"{model_uri}: version must be a number or use @alias (stages are not supported)"
         )
     target = cache_dir / "models" / name / str(mv.version)
+    if not target.is_dir():
+        _preflight_store(client.get_model_version_download_uri(name, mv.version))
     local = _download(f"models:/{name}/{mv.version}", target, tracking_uri)
     return ResolvedModel(
         model_uri=model_uri,

@@ -43,6 +43,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.errors import StepError
+from shared.object_store import check_s3_uri, is_s3_uri
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -580,6 +582,8 @@ def build(inp: BuildInput) -> BuildResult:
     expected = dvc_dir_hash({f.name: file_md5(f) for f in files})
 
     registry = Path(inp.registry).expanduser().resolve()
+    if inp.remote and is_s3_uri(inp.remote):  # a bad endpoint, key or bucket fails before any commit
+        check_s3_uri(inp.remote, Settings(), endpoint_url=_resolve_remote(inp, registry)[2])
     _ensure_repo(registry)
     with _registry_lock(registry):
         stored_url, shown_remote, endpoint = _resolve_remote(inp, registry)

@@ -25,6 +25,7 @@ from shared.data_registry import (
     validate_dataset,
 )
 from shared.errors import StepError
+from shared.object_store import check_dvc_remote
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +179,9 @@ def fetch(inp: FetchInput) -> FetchResult:
     output_dir = Path(inp.output_dir)
     with _open_repo(url, inp.rev, inp.remote) as repo:
         commit = repo.get_rev()
+        remote_name = inp.remote or repo.config["core"].get("remote")
+        if remote_name and remote_name in repo.config["remote"]:
+            check_dvc_remote(repo.config["remote"][remote_name])  # names endpoint + bucket, before work
         try:
             dir_hash, files = _recorded_tree(repo, path)
         except StepError as exc:
