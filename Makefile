@@ -8,13 +8,14 @@ EMOTION_DATASET_DIR ?= ../shared/data/emotion
 LOCAL_DIR ?= .local
 export EMOTION_DATASET_DIR
 
-.PHONY: help install demo test test-fast lint compile registry stop mlflow-ui clean
+.PHONY: help install demo resume test test-fast lint compile registry stop status mlflow-ui clean
 
 help:
 	@echo "make demo       run the whole pipeline locally (data registry, HPO, register, serve)"
 	@echo "make test       lint + the full test suite (what CI runs)"
 	@echo "make test-fast  lint + fast tests only"
-	@echo "make stop       stop the local inference server"
+	@echo "make resume     resume the last local run from the step that failed or was interrupted"
+	@echo "make stop       stop the local inference server (make status: what is deployed)"
 	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
 	@echo "make compile    recompile the Argo YAML from the Hera definitions"
 
@@ -45,8 +46,14 @@ registry: $(STAMP)
 demo: $(STAMP) registry
 	$(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo
 
+resume: $(STAMP)
+	$(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --resume-last
+
 stop: $(STAMP)
 	$(PY) -m steps.deploy stop
+
+status: $(STAMP)
+	$(PY) -m steps.deploy status
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(LOCAL_DIR)/mlflow.db --host 127.0.0.1 --port 5000
