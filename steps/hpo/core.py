@@ -14,7 +14,6 @@ import math
 import os
 import re
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -25,6 +24,7 @@ from shared.errors import StepError
 from shared.lineage import lineage_tags
 from shared.mlflow_utils import connect
 from shared.model_package import log_model, resolve_model_reference
+from shared.ray_cluster import check_ray_address, credentials_hidden_from_ray_tune, resolve_ray_address
 from shared.results import atomic_write_text
 from shared.settings import Settings
 from steps.hpo.config import HpoInput, HpoResult, load_search_space, space_json, to_tune_space
@@ -48,24 +48,9 @@ def _check_model(ref: str) -> str:
     return path
 
 
-def check_ray_address(address: str | None, timeout: float = 5.0) -> None:
-    """Fail fast on an unreachable Ray address (ray.init would retry for minutes)."""
-    if not address or address in ("auto", "local"):
-        return
-    hostport = address.split("://", 1)[-1].rstrip("/")
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
-        raise StepError(f"--ray-address {address!r} must be HOST:PORT, ray://HOST:PORT or 'auto'")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as exc:
-        raise StepError(f"Ray cluster at {address} is unreachable: {exc}") from None
-
-
 def _start_ray(inp: HpoInput) -> None:
     import ray
 
-    check_ray_address(inp.ray_address)
     if ray.is_initialized():
         ray.shutdown()
     try:
@@ -204,6 +189,9 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
 
     from steps.hpo.tracking import MlflowTrialCallback, create_parent_run
 
+    ray_address = resolve_ray_address(inp.ray_address)
+    if ray_address:
+        check_ray_address(ray_address)  # ray.init would otherwise retry for minutes
     space = load_search_space(inp.search_space)
     data: TokenizedData = load_tokenized(inp.tokenized_dir, inp.limit, inp.seed)
     model_path = _check_model(inp.model)
@@ -263,7 +251,8 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
             callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
             tuner = _new_tuner(inp, space, trainable, name, callback)
         try:
-            results = list(tuner.fit())
+            with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
+                results = list(tuner.fit())
         except Exception:
             client.set_terminated(parent_run_id, status="FAILED")
             raise

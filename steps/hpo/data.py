@@ -91,7 +91,7 @@ def _stratified_index(labels: np.ndarray, limit: int, seed: int) -> np.ndarray:
 
 def load_tokenized(tokenized_dir: Path, limit: int = 0, seed: int = 0) -> TokenizedData:
     """Read the tokenize step's output once; `limit` caps training rows (stratified)."""
-    tokenized_dir = Path(tokenized_dir)
+    tokenized_dir = Path(tokenized_dir).resolve()  # trials run in other working directories
     if not tokenized_dir.is_dir():
         raise StepError(f"tokenized directory {tokenized_dir} does not exist")
     labels_path = tokenized_dir / "labels.json"

@@ -33,39 +33,3 @@ def small_space(tmp_path: Path) -> Path:
         "batch_size: {distribution: choice, values: [16, 32]}\n"
     )
     return path
-
-
-@pytest.fixture(scope="session")
-def tokenized_dir(tiny_base_model: Path, dataset_dir: Path, tmp_path_factory) -> Path:
-    """The shared fixture's tokenized data, built with `groupby().head()`.
-
-    tests/conftest.py's version uses `groupby().apply()`, which drops the `label` column under
-    pandas 3 (KeyError); this override writes the same format until that is fixed there.
-    """
-    import json
-
-    import pandas as pd
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from transformers import AutoTokenizer
-
-    from tests.conftest import LABELS
-
-    out = tmp_path_factory.mktemp("tokenized")
-    tokenizer = AutoTokenizer.from_pretrained(tiny_base_model)
-    for split, n in (("train", 240), ("validation", 120)):
-        df = pd.read_parquet(dataset_dir / f"{split}.parquet")
-        df = df.groupby("label").head(n // 6).reset_index(drop=True)
-        ids = tokenizer(df["text"].tolist(), truncation=True, max_length=64)["input_ids"]
-        table = pa.table(
-            {
-                "input_ids": pa.array(ids, type=pa.list_(pa.int32())),
-                "label": pa.array(df["label"].astype("int64")),
-                "length": pa.array([len(x) for x in ids], type=pa.int32()),
-            }
-        )
-        pq.write_table(table, out / f"{split}.parquet")
-    tokenizer.save_pretrained(out / "tokenizer")
-    (out / "labels.json").write_text(json.dumps({str(k): v for k, v in LABELS.items()}))
-    (out / "manifest.json").write_text(json.dumps({"model": str(tiny_base_model), "max_length": 64}))
-    return out
