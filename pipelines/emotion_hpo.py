@@ -419,6 +419,8 @@ def _define_templates() -> None:
             wp("deploy-namespace"),
         ],
         outputs=("target", "endpoint-url", "model-uri", "served-version"),
+        # Only the deploy pod may touch Deployments/Services (steps/deploy/k8s/rbac.yaml).
+        service_account_name="emotion-deploy",
         deadline=1800,
         resources=Resources(cpu_request="500m", memory_request="1Gi"),
         retry=_retry(2),

@@ -86,7 +86,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Where the promoted model is served: a Kubernetes Deployment, or a local Uvicorn process.",
         ("kubernetes", "local"),
     ),
-    ParamSpec("deploy-namespace", "emotion-serving", "Kubernetes namespace of the inference Deployment."),
+    ParamSpec(
+        "deploy-namespace",
+        "emotion",
+        "Kubernetes namespace of the inference Deployment (steps/deploy/k8s/rbac.yaml grants it).",
+    ),
     ParamSpec("serving-port", "8000", "Port the inference server listens on."),
     ParamSpec(
         "image-registry", "ghcr.io/example-org", "Container registry holding the train and serving images."
