@@ -1,8 +1,9 @@
 import json
 
+from pydantic import BaseModel
+
 from shared.results import write_result
 from shared.settings import Settings
-from pydantic import BaseModel
 
 
 class _R(BaseModel):
