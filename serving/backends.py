@@ -1,7 +1,8 @@
 """Inference backends: turn a list of texts into class probabilities, padded to the longest text.
 
-`torch` runs the safetensors model with PyTorch, called from the batcher's single worker thread.
-(An ONNX Runtime backend would plug in here behind the same `predict_proba`; it is not built yet.)
+`torch` runs the safetensors model with PyTorch; `onnx` and `onnx-int8` run it exported to ONNX
+(fp32, or dynamically int8-quantized) with ONNX Runtime (`serving.onnx_backend`). All are called
+from the batcher's single worker thread and share `predict_proba` and `labels`.
 """
 
 from __future__ import annotations
@@ -54,8 +55,23 @@ class TorchBackend:
             return torch.softmax(logits.float(), dim=-1).numpy()
 
 
-def load_backend(kind: str, model_dir: Path, max_tokens: int) -> Backend:
-    """Build the configured backend for a model directory."""
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def load_backend(
+    kind: str, model_dir: Path, max_tokens: int, *, cache_dir: Path | None = None, threads: int = 1
+) -> Backend:
+    """Build the configured backend for a model directory.
+
+    The ONNX backends need `cache_dir` (their exported graphs are cached there) and run `threads`
+    intra-op threads (0: onnxruntime's default); torch's threads are set in the inference thread.
+    """
     if kind == "torch":
         return TorchBackend(model_dir, max_tokens=max_tokens)
-    raise ValueError(f"unknown backend {kind!r}; available: torch")
+    if kind in ("onnx", "onnx-int8"):
+        from serving.onnx_backend import OnnxBackend
+
+        if cache_dir is None:
+            raise ValueError(f"backend {kind!r} needs a cache_dir for its exported ONNX graph")
+        return OnnxBackend(model_dir, kind=kind, cache_dir=cache_dir, max_tokens=max_tokens, threads=threads)
+    raise ValueError(f"unknown backend {kind!r}; available: {', '.join(BACKENDS)}")

@@ -58,7 +58,9 @@ class ModelRuntime:
                 max_batch_size=self.settings.max_batch_size,
                 max_wait_ms=self.settings.max_wait_ms,
                 on_batch=self.metrics.observe_batch,
-                thread_initializer=partial(set_threads, self.settings.threads),
+                thread_initializer=(
+                    partial(set_threads, self.settings.threads) if self.settings.backend == "torch" else None
+                ),
             )
             batcher.start()
             self.batcher = batcher
@@ -83,7 +85,13 @@ class ModelRuntime:
 
     def _load_blocking(self) -> tuple[ResolvedModel, Backend]:
         resolved = resolve_model(self.settings.model_uri, self.settings.cache_dir, self.tracking_uri)
-        backend = load_backend(self.settings.backend, resolved.model_dir, self.settings.max_tokens)
+        backend = load_backend(
+            self.settings.backend,
+            resolved.model_dir,
+            self.settings.max_tokens,
+            cache_dir=self.settings.cache_dir,
+            threads=self.settings.threads,
+        )
         return resolved, backend
 
     @staticmethod

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serving.app import create_app
+from serving.settings import DEFAULT_BACKEND
 from tests.conftest import LABELS
 from tests.serving.conftest import make_settings, wait_ready
 
@@ -32,7 +33,10 @@ def test_ready_and_info_describe_the_model(client, tiny_model_dir):
     assert info["model_version"] == "local"
     assert info["labels"] == {str(k): v for k, v in LABELS.items()}
     assert (
-        info["backend"] == "torch" and info["lineage"] == {} and "run_id" in info and "data_version" in info
+        info["backend"] == DEFAULT_BACKEND
+        and info["lineage"] == {}
+        and "run_id" in info
+        and "data_version" in info
     )
 
 
@@ -75,19 +79,24 @@ def test_metrics_count_requests_batches_and_model_version(client):
     assert 'serving_requests_total{endpoint="/predict",method="POST",status="422"}' in text
     assert 'serving_request_duration_seconds_bucket{endpoint="/predict"' in text
     assert "serving_batch_size_count" in text
-    assert 'serving_model_info{backend="torch"' in text and 'model_version="local"' in text
+    assert f'serving_model_info{{backend="{DEFAULT_BACKEND}"' in text and 'model_version="local"' in text
     assert "serving_model_ready 1.0" in text
 
 
 def test_predictions_do_not_depend_on_batch_company(client):
-    """Padding to the batch's longest text must not change a text's scores (attention mask works)."""
+    """Padding to the batch's longest text must not change a text's scores (attention mask works).
+
+    Exact for the fp32 backends; dynamic int8 quantizes activations with one scale per forward pass,
+    so its scores move slightly with the batch's other texts (test_onnx_backend checks each backend).
+    """
+    tolerance = 0.02 if DEFAULT_BACKEND == "onnx-int8" else 1e-5
     short = "i am happy"
     alone = client.post("/predict", json={"texts": [short], "all_scores": True}).json()["predictions"][0]
     long_text = "i have been thinking about everything that happened last summer and i still feel strange"
     batched = client.post("/predict", json={"texts": [long_text, short], "all_scores": True}).json()
     with_company = batched["predictions"][1]
     for name, score in alone["scores"].items():
-        assert with_company["scores"][name] == pytest.approx(score, abs=1e-5)
+        assert with_company["scores"][name] == pytest.approx(score, abs=tolerance)
 
 
 def test_predict_is_503_while_loading(tiny_model_dir, tmp_path, monkeypatch):

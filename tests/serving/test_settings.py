@@ -8,7 +8,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
-from serving.settings import DEFAULT_MODEL_URI, ServeSettings
+from serving.settings import DEFAULT_BACKEND, DEFAULT_MODEL_URI, ServeSettings
 from tests.conftest import ROOT
 
 
@@ -17,7 +17,7 @@ def test_defaults_are_safe_for_a_laptop(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     settings = ServeSettings()
     assert settings.host == "127.0.0.1" and settings.port == 8000
-    assert settings.model_uri == DEFAULT_MODEL_URI and settings.backend == "torch"
+    assert settings.model_uri == DEFAULT_MODEL_URI and settings.backend == DEFAULT_BACKEND == "onnx-int8"
     assert settings.overlong == "reject"
 
 
