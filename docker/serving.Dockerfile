@@ -9,7 +9,8 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # CPU-only torch on its own layer (largest, changes least); then only what serving imports:
-# mlflow-skinny resolves models:/ and runs:/ URIs without the tracking server's dependencies.
+# mlflow-skinny resolves models:/ and runs:/ URIs without the tracking server's dependencies;
+# onnx + onnxruntime run the default backend (onnx-int8: exported and quantized once per model, at start).
 RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 # hadolint ignore=DL3059
 RUN pip install \
@@ -22,7 +23,9 @@ RUN pip install \
         typer==0.29.1 \
         mlflow-skinny==3.17.2 \
         boto3==1.43.117 \
-        pyyaml==6.0.4
+        pyyaml==6.0.4 \
+        onnx==1.23.2 \
+        onnxruntime==1.32.0
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="emotion-serving" \
