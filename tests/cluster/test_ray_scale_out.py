@@ -41,7 +41,7 @@ def _trial_actors(address: str) -> list[dict]:
         return [
             {"node_id": a["Address"]["NodeID"], "state": a["State"], "pid": a.get("Pid")}
             for a in state.actors().values()
-            if a["ActorClassName"] == TRIAL_ACTOR
+            if a["ActorClassName"].rsplit(".", 1)[-1] == TRIAL_ACTOR
         ]
     finally:
         ray.shutdown()
@@ -124,22 +124,30 @@ def test_search_submitted_as_ray_job_survives_losing_a_worker_node(
     secrets = [v for k, v in ray_cluster.node_env.items() if k.startswith("AWS_")]
     submit_env = {k: v for k, v in os.environ.items() if v not in secrets and k != "RAY_ADDRESS"}
     log_path = tmp_path / "ray-job-submit.log"
-    with open(log_path, "wb") as log_fh:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=submit_env, stdout=log_fh, stderr=subprocess.STDOUT)
+    proc = None
     try:
         ray.init(address=ray_cluster.address, log_to_driver=False, configure_logging=False)
         try:
+            # Hold every CPU but the victim's, so the first trial must land there (no race with
+            # fast trials finishing on other nodes); freed just before the node is killed.
+            blockers = _occupy_cpus_except(victim.node_id)
+            with open(log_path, "wb") as log_fh:
+                proc = subprocess.Popen(
+                    cmd, cwd=ROOT, env=submit_env, stdout=log_fh, stderr=subprocess.STDOUT
+                )
             deadline = time.monotonic() + 300
             while not _running_on(victim.node_id, before):
-                assert proc.poll() is None, log_path.read_text(errors="replace")[-4000:]
+                assert proc.poll() is None, (_actor_table(), victim.node_id, log_path.read_text()[-3000:])
                 assert time.monotonic() < deadline, "no trial was ever placed on the node to kill"
                 time.sleep(0.2)
+            for blocker in blockers:
+                ray.kill(blocker)
         finally:
             ray.shutdown()
         ray_cluster.cluster.remove_node(victim, allow_graceful=False)
         proc.wait(timeout=420)
     finally:
-        if proc.poll() is None:
+        if proc is not None and proc.poll() is None:
             proc.kill()
     log = log_path.read_text(errors="replace")
     assert proc.returncode == 0, log[-6000:]
@@ -188,11 +196,39 @@ def _wait_for_job_api(url: str, timeout_s: float = 180) -> None:
     assert client.get_job_status(job_id) == JobStatus.SUCCEEDED, client.get_job_logs(job_id)
 
 
+def _occupy_cpus_except(node_id: str) -> list:
+    """Actors pinned to every other alive node, holding all of its CPUs (kill them to free)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote
+    class CpuHolder:
+        def ready(self) -> bool:
+            return True
+
+    holders = [
+        CpuHolder.options(
+            num_cpus=node["Resources"]["CPU"],
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False),
+        ).remote()
+        for node in ray.nodes()
+        if node["Alive"] and node["NodeID"] != node_id and node["Resources"].get("CPU", 0) > 0
+    ]
+    ray.get([h.ready.remote() for h in holders], timeout=120)
+    return holders
+
+
+def _actor_table() -> list:
+    from ray._private import state
+
+    return [(a["ActorClassName"], a["State"], a["Address"]["NodeID"][:8]) for a in state.actors().values()]
+
+
 def _running_on(node_id: str, ignore_pids: set) -> bool:
     from ray._private import state
 
     return any(
-        a["ActorClassName"] == TRIAL_ACTOR
+        a["ActorClassName"].rsplit(".", 1)[-1] == TRIAL_ACTOR
         and a["State"] == "ALIVE"
         and a["Address"]["NodeID"] == node_id
         and a.get("Pid") not in ignore_pids
