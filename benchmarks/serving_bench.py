@@ -173,9 +173,9 @@ async def run_load(url: str, texts: list[str], concurrency: int, requests_per_cl
         await asyncio.gather(
             *(client.post("/predict", json={"texts": [texts[i]]}) for i in range(concurrency))
         )
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one_client(w) for w in range(concurrency)))
-        elapsed = time.perf_counter() - started
+        elapsed, client_cpu = time.perf_counter() - started, time.process_time() - cpu_started
     latencies.sort()
     return {
         "concurrency": concurrency,
@@ -184,6 +184,7 @@ async def run_load(url: str, texts: list[str], concurrency: int, requests_per_cl
         "throughput_rps": len(latencies) / elapsed,
         "p50_ms": 1000 * statistics.median(latencies),
         "p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
+        "client_cpu_share": client_cpu / elapsed,  # cores the load generator itself kept busy
     }
 
 
