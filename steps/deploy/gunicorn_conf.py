@@ -16,7 +16,7 @@ _config = json.loads(Path(os.environ["EMOTION_SERVE_CONFIG"]).read_text())
 
 bind = [_config["bind"]]
 workers = int(_config["workers"])
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "steps.deploy.worker.DrainingUvicornWorker"
 graceful_timeout = int(_config["graceful_timeout"])
 timeout = int(_config["worker_timeout"])  # model loading happens before the first heartbeat
 raw_env = [f"{key}={value}" for key, value in sorted(_config["env"].items())]
