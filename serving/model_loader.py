@@ -152,7 +152,8 @@ def _resolve_registry(model_uri: str, match: re.Match, cache_dir: Path, tracking
         raise ModelLoadError(
             f"{model_uri}: version must be a number or use @alias (stages are not supported)"
         )
-    target = cache_dir / "models" / name / str(mv.version)
+    # The run id makes the key unique across tracking stores: version numbers are not.
+    target = cache_dir / "models" / name / f"{mv.version}-{mv.run_id or 'norun'}"
     if not target.is_dir():
         _preflight_store(client.get_model_version_download_uri(name, mv.version))
     local = _download(f"models:/{name}/{mv.version}", target, tracking_uri)

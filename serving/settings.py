@@ -9,6 +9,7 @@ The MLflow tracking store comes from the platform's `MLFLOW_TRACKING_URI` (share
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -61,7 +62,10 @@ class ServeSettings(BaseSettings):
         ),
     )
     cache_dir: Path = Field(
-        default=Path(".local/cache/serving"),
-        description="MLflow model downloads (per version/run) and exported ONNX graphs (per model content)",
+        default_factory=lambda: Path(os.environ.get("EMOTION_LOCAL_DIR", ".local")) / "cache" / "serving",
+        description=(
+            "MLflow model downloads (per version and run) and exported ONNX graphs (per model content); "
+            "default $EMOTION_LOCAL_DIR/cache/serving"
+        ),
     )
     log_level: str = Field(default="info", description="uvicorn and app log level")

@@ -67,7 +67,8 @@ def test_registry_uri_downloads_once_and_carries_lineage(registered, tmp_path, m
     assert (resolved.model_dir / "model.safetensors").is_file() and (
         resolved.model_dir / "labels.json"
     ).is_file()
-    assert tmp_path / "cache" / "models" / "emotion-classifier" / version in resolved.model_dir.parents
+    cached = tmp_path / "cache" / "models" / "emotion-classifier" / f"{version}-{run_id}"
+    assert cached in resolved.model_dir.parents
 
     def no_download(**kwargs):
         raise AssertionError("the cached copy should have been used")
