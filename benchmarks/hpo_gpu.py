@@ -10,6 +10,7 @@ In one run it measures, on the same tokenized data:
 
 GPU (the issue-4 figures; full 16k train split):
   python benchmarks/hpo_gpu.py --dataset-dir ../shared/data/emotion --gpus-per-trial 0.25 --cpus-per-trial 3
+On the lent GPU machine (no ray/mlflow there): see benchmarks/gpu_carry.py and gpu_run.sh.
 CPU smoke test (tiny):
   python benchmarks/hpo_gpu.py --tokenized-dir DIR --model TINY_MODEL_DIR --limit 200 \
       --searches 2x1 --trainer-epochs 1 --gpus-per-trial 0 --cpus-per-trial 1
@@ -73,7 +74,7 @@ def trainer_baseline(tokenized_dir: Path, model: str, epochs: int, batch_size: i
     tokenizer = AutoTokenizer.from_pretrained(data.tokenizer_dir)
     torch.manual_seed(0)
     net = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model_reference(model), num_labels=len(data.labels)
+        resolve_model_reference(model), num_labels=len(data.labels), dtype=torch.float32
     )
     cuda = torch.cuda.is_available()
 
@@ -144,7 +145,8 @@ def search(tokenized_dir: Path, args, trials: int, epochs: int, work: Path, **ov
 
     tag = f"{trials}x{epochs}-{time.monotonic_ns()}"
     settings = Settings(
-        mlflow_tracking_uri=f"sqlite:///{work / 'mlflow.db'}", mlflow_experiment_name="hpo-benchmark"
+        mlflow_tracking_uri=args.tracking_uri or f"sqlite:///{work / 'mlflow.db'}",
+        mlflow_experiment_name="hpo-benchmark",
     )
     inp = HpoInput(
         tokenized_dir=tokenized_dir,
@@ -193,6 +195,9 @@ def main() -> None:
     p.add_argument("--ray-num-cpus", type=int, default=None)
     p.add_argument("--search-space", type=Path, default=None, help="YAML (default: the packaged space)")
     p.add_argument("--skip-trainer", action="store_true")
+    p.add_argument(
+        "--tracking-uri", help="MLflow store (default: SQLite in a temp dir; mlflow-skinny needs file:///DIR)"
+    )
     p.add_argument("--json-out", type=Path)
     args = p.parse_args()
 

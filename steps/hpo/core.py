@@ -149,10 +149,12 @@ def _log_best_model(client, run_id: str, checkpoint) -> None:
     """Log the best checkpoint as the `model` of its child run, keeping the run's status."""
     import mlflow
 
+    from steps.hpo.train import MODEL_DIR_EXCLUDES
+
     status = client.get_run(run_id).info.status
     with tempfile.TemporaryDirectory(prefix="hpo-best-") as tmp, checkpoint.as_directory() as ckpt:
         model_dir = Path(tmp) / "model_dir"
-        shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns("trial_state.json"))
+        shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns(*MODEL_DIR_EXCLUDES))
         mlflow.start_run(run_id=run_id)
         try:
             log_model(model_dir)
@@ -164,9 +166,7 @@ def _plot_trials(client, parent_run_id: str, results, space: dict) -> None:
     from steps.hpo.plot import parallel_coordinates
 
     dims = [k for k, v in space.items() if v["distribution"] != "constant"]
-    log_dims = {
-        k for k, v in space.items() if "log" in v["distribution"]
-    }
+    log_dims = {k for k, v in space.items() if "log" in v["distribution"]}
     rows = []
     for r in results:
         metrics = r.metrics or {}

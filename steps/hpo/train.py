@@ -26,6 +26,10 @@ from steps.hpo.config import TrialParams
 from steps.hpo.data import TokenizedData, TokenizedSplit, bucketed_batches, collate
 
 STATE_FILE = "trial_state.json"
+# Adam moments and step counts of a checkpoint, so a resumed trial continues exactly. Tensors
+# only (safetensors, no pickle); not part of the packaged model (see MODEL_DIR_EXCLUDES).
+OPTIMIZER_FILE = "optimizer.safetensors"
+MODEL_DIR_EXCLUDES = (STATE_FILE, OPTIMIZER_FILE)
 _DROPOUT_ATTRS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "dropout", "classifier_dropout")
 
 
@@ -101,7 +105,11 @@ class TrialTrainer:
                 if hasattr(config, attr):
                     setattr(config, attr, params.dropout)
         torch.manual_seed(seed)
-        self.model = AutoModelForSequenceClassification.from_pretrained(source, config=config).to(self.device)
+        # fp32 master weights whatever the checkpoint's storage dtype (transformers 5 loads a
+        # half-precision checkpoint as half by default); bf16 is only used inside autocast.
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, dtype=torch.float32
+        ).to(self.device)
         if init_dir is not None:
             state = json.loads((Path(init_dir) / STATE_FILE).read_text())
             self.start_epoch = int(state["epoch"]) + 1
@@ -122,6 +130,28 @@ class TrialTrainer:
         offset = steps_per_epoch * (self.start_epoch - 1)  # resuming: continue the schedule
         factor = _linear_schedule(int(params.warmup_ratio * total), total)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: factor(s + offset))
+        if init_dir is not None and (Path(init_dir) / OPTIMIZER_FILE).is_file():
+            self._load_optimizer(Path(init_dir) / OPTIMIZER_FILE)
+
+    def _optimizer_tensors(self) -> dict[str, torch.Tensor]:
+        """The optimizer's per-parameter state as flat `<param index>.<name>` tensors."""
+        tensors = {}
+        for index, state in self.optimizer.state_dict()["state"].items():
+            for name, value in state.items():
+                value = value if torch.is_tensor(value) else torch.tensor(value)
+                tensors[f"{index}.{name}"] = value.detach().to("cpu").contiguous()
+        return tensors
+
+    def _load_optimizer(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        saved = self.optimizer.state_dict()
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in load_file(str(path)).items():
+            index, name = key.split(".", 1)
+            state.setdefault(int(index), {})[name] = value
+        # Current param groups (their lr already follows the resumed schedule); saved moments.
+        self.optimizer.load_state_dict({"state": state, "param_groups": saved["param_groups"]})
 
     def _autocast(self):
         if self.cuda:
@@ -144,6 +174,8 @@ class TrialTrainer:
         """One pass over the training data; returns (mean loss, samples seen)."""
         self.model.train()
         rng = np.random.default_rng([self.seed, epoch])
+        # Dropout draws from torch's RNG: seeded per epoch, so a resumed epoch replays exactly.
+        torch.manual_seed(int(rng.integers(2**63 - 1)))
         loss_sum = torch.zeros((), device=self.device)
         seen = 0
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -199,11 +231,14 @@ class TrialTrainer:
             )
 
     def save(self, out_dir: Path, epoch: int, metrics: dict[str, float] | None = None) -> Path:
-        """Save the model in the project's model-dir format, plus the epoch it was taken at."""
+        """Save the model in the project's model-dir format, plus the epoch it was taken at
+        and the optimizer state to resume from."""
+        from safetensors.torch import save_file
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(self.data.tokenizer_dir)
         save_model_dir(self.model, tokenizer, self.data.labels, Path(out_dir))
+        save_file(self._optimizer_tensors(), str(Path(out_dir) / OPTIMIZER_FILE))
         state = {"epoch": epoch, "metrics": metrics or {}, "params": self.params.model_dump()}
         (Path(out_dir) / STATE_FILE).write_text(json.dumps(state, indent=2))
         return Path(out_dir)

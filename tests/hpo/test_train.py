@@ -9,7 +9,7 @@ import torch
 from shared.model_package import load_model_dir
 from steps.hpo.config import TrialParams
 from steps.hpo.data import load_tokenized
-from steps.hpo.train import STATE_FILE, TrialTrainer, f1_macro
+from steps.hpo.train import OPTIMIZER_FILE, STATE_FILE, TrialTrainer, f1_macro
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +66,46 @@ def test_checkpoint_is_a_model_dir_and_resumes_at_the_next_epoch(data, tiny_base
     assert [m.epoch for m in resumed.epochs()] == [3]
     for a, b in zip(trainer.model.state_dict().values(), model.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(
+        torch.allclose(x, y, rtol=0, atol=1e-6)
+        for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    )
+
+
+def test_resumed_trial_continues_exactly_as_if_never_stopped(data, tiny_base_model, tmp_path):
+    """Optimizer moments, the LR schedule and dropout's RNG all carry over a checkpoint."""
+    torch.set_num_threads(1)
+    params = TrialParams(learning_rate=3e-3, batch_size=16, weight_decay=0.05, warmup_ratio=0.3, dropout=0.2)
+    straight = TrialTrainer(data, params, tiny_base_model, num_epochs=2, seed=4)
+    expected = list(straight.epochs())[1]
+
+    first = TrialTrainer(data, params, tiny_base_model, num_epochs=2, seed=4)
+    epoch1 = next(first.epochs())
+    ckpt = first.save(tmp_path / "ckpt", epoch=1, metrics=epoch1.as_dict())
+    assert (ckpt / OPTIMIZER_FILE).is_file()
+    resumed = TrialTrainer(data, params, tiny_base_model, num_epochs=2, seed=4, init_dir=ckpt)
+    (got,) = list(resumed.epochs())
+    assert got.epoch == 2
+    assert got.train_loss == pytest.approx(expected.train_loss, rel=1e-5)
+    assert got.val_loss == pytest.approx(expected.val_loss, rel=1e-5)
+    assert _same_weights(resumed.model, straight.model)
+
+    # Without the optimizer state the same resume drifts: the state above is what makes it exact.
+    (ckpt / OPTIMIZER_FILE).unlink()
+    fresh_moments = TrialTrainer(data, params, tiny_base_model, num_epochs=2, seed=4, init_dir=ckpt)
+    list(fresh_moments.epochs())
+    assert not _same_weights(fresh_moments.model, straight.model)
+
+
+def test_half_precision_base_model_trains_with_fp32_master_weights(data, tiny_base_model, tmp_path):
+    import shutil
+
+    from transformers import AutoModel
+
+    half = shutil.copytree(tiny_base_model, tmp_path / "half")
+    AutoModel.from_pretrained(tiny_base_model).half().save_pretrained(half)  # stored as fp16
+    trainer = TrialTrainer(data, TrialParams(batch_size=16), half, num_epochs=1, seed=0)
+    assert {p.dtype for p in trainer.model.parameters()} == {torch.float32}
