@@ -47,10 +47,12 @@ ERROR_RESPONSES = {
 }
 
 
-def _tracking_uri() -> str | None:
+def _tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI, else the project's local store (never MLflow's `./mlflow.db` default)."""
+    from shared.mlflow_utils import tracking_uri
     from shared.settings import Settings
 
-    return Settings().mlflow_tracking_uri
+    return tracking_uri(Settings())
 
 
 def _format_validation_errors(exc: RequestValidationError) -> JSONResponse:

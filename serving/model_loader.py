@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
+_LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
 LINEAGE_DATA_VERSION_TAGS = ("dvc_data_version", "data_version")
 
 
@@ -141,6 +142,15 @@ def resolve_model(model_uri: str, cache_dir: Path, tracking_uri: str | None = No
     )
 
 
+def _version_files_uri(client, name: str, version: str) -> str:
+    """Where a model version's files are, resolved with `client`: MLflow resolves a `models:/` URI
+    with the process-wide registry and tracking URIs, whatever `tracking_uri` was passed."""
+    uri = client.get_model_version_download_uri(name, version)
+    if match := _LOGGED_MODEL_URI.match(uri):  # registered from a logged model (MLflow 3)
+        uri = client.get_logged_model(match["model_id"]).artifact_location
+    return uri
+
+
 def _resolve_registry(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri: str | None):
     client = _client(tracking_uri)
     name = match["name"]
@@ -154,9 +164,10 @@ def _resolve_registry(model_uri: str, match: re.Match, cache_dir: Path, tracking
         )
     # The run id makes the key unique across tracking stores: version numbers are not.
     target = cache_dir / "models" / name / f"{mv.version}-{mv.run_id or 'norun'}"
-    if not target.is_dir():
-        _preflight_store(client.get_model_version_download_uri(name, mv.version))
-    local = _download(f"models:/{name}/{mv.version}", target, tracking_uri)
+    download_uri = None if target.is_dir() else _version_files_uri(client, name, mv.version)
+    if download_uri:
+        _preflight_store(download_uri)
+    local = _download(download_uri or model_uri, target, tracking_uri)  # a cache hit downloads nothing
     return ResolvedModel(
         model_uri=model_uri,
         model_dir=_find_model_dir(local),

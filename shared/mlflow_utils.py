@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.errors import StepError
@@ -25,15 +26,68 @@ def check_tracking_reachable(uri: str, timeout: float = 5.0) -> None:
         raise StepError(f"MLflow tracking server {uri} is unreachable: {exc.__class__.__name__}") from None
 
 
+LOCAL_STORE_FILE = "mlflow.db"  # the SQLite store under Settings.local_dir when no tracking URI is given
+LOCAL_ARTIFACTS_DIR = "mlartifacts"  # artifacts of a SQLite store live beside its database file
+
+
+def tracking_uri(settings: Settings) -> str:
+    """The tracking URI to use: the settings' one, else one this process already set, else the SQLite
+    store in `settings.local_dir`, never MLflow's own default (`./mlflow.db` in the current directory)."""
+    import mlflow
+
+    if settings.mlflow_tracking_uri:
+        return settings.mlflow_tracking_uri
+    if mlflow.is_tracking_uri_set():
+        return mlflow.get_tracking_uri()
+    return f"sqlite:///{Path(settings.local_dir).resolve() / LOCAL_STORE_FILE}"
+
+
+def _sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    return None if path in ("", ":memory:") else Path(path).resolve()
+
+
+def local_artifact_root(uri: str) -> Path | None:
+    """Artifact folder for a SQLite store: `mlartifacts` beside the database file (None: not SQLite).
+
+    MLflow would otherwise give a new experiment `./mlruns` in whatever directory the process runs in.
+    """
+    db = _sqlite_path(uri)
+    return None if db is None else db.parent / LOCAL_ARTIFACTS_DIR
+
+
+def get_or_create_experiment(name: str, uri: str):
+    """The experiment `name` at `uri`, created if missing (on SQLite, with its artifacts beside the db)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment
+    root = local_artifact_root(uri)
+    try:
+        client.create_experiment(name, artifact_location=str(root) if root else None)
+    except MlflowException:  # created meanwhile by a concurrent process: use theirs
+        if client.get_experiment_by_name(name) is None:
+            raise
+    return client.get_experiment_by_name(name)
+
+
 def connect(settings: Settings) -> str:
     """Point MLflow at the settings' tracking URI and experiment; return the experiment id."""
     import mlflow
 
-    uri = settings.mlflow_tracking_uri or mlflow.get_tracking_uri()
+    uri = tracking_uri(settings)
     check_tracking_reachable(uri)
+    if (db := _sqlite_path(uri)) is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     try:
-        experiment = mlflow.set_experiment(settings.mlflow_experiment_name)
+        experiment = get_or_create_experiment(settings.mlflow_experiment_name, uri)
+        experiment = mlflow.set_experiment(experiment_id=experiment.experiment_id)
     except Exception as exc:  # MLflow raises many types for a broken store
         name = settings.mlflow_experiment_name
         raise StepError(f"cannot use MLflow experiment {name!r} at {uri}: {exc}") from exc

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,55 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+
+
+# Defaults that resolve against the current directory (the repo root under pytest): tests must never
+# write there, so the session points each of them at its own tmp dir (tests may still override them).
+LOCAL_STATE_ENV = ("EMOTION_LOCAL_DIR", "SERVE_CACHE_DIR", "MLFLOW_TRACKING_URI")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def local_state_dir(tmp_path_factory) -> Iterator[Path]:
+    """The session's EMOTION_LOCAL_DIR: local state, serving cache and MLflow store, all under tmp."""
+    local = tmp_path_factory.mktemp("emotion-local")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("EMOTION_LOCAL_DIR", str(local))
+        mp.setenv("SERVE_CACHE_DIR", str(local / "cache" / "serving"))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{local / 'mlflow.db'}")
+        yield local
+
+
+# MLflow keeps the tracking/registry URI and the active experiment in globals and copies them into
+# os.environ so that subprocesses inherit them: one test's store would otherwise follow later tests
+# and the steps and servers they start.
+MLFLOW_PROCESS_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_RUN_ID")
+
+
+@pytest.fixture(scope="session")
+def mlflow_env_baseline(local_state_dir: Path) -> dict[str, str | None]:
+    """MLflow's process environment as the session set it up (after `local_state_dir`)."""
+    return {name: os.environ.get(name) for name in MLFLOW_PROCESS_ENV}
+
+
+@pytest.fixture(autouse=True)
+def isolate_mlflow_process_state(mlflow_env_baseline: dict[str, str | None]) -> Iterator[None]:
+    """After each test, reset MLflow's process-wide URIs and their environment variables to the
+    session's baseline (not to their values at test start: module fixtures run before this one)."""
+    yield
+    reset_mlflow_process_state(mlflow_env_baseline)
+
+
+def reset_mlflow_process_state(baseline: dict[str, str | None]) -> None:
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    for name, value in baseline.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(scope="session")

@@ -27,10 +27,11 @@ def test_model_dir_round_trips_without_pickle(tiny_model_dir):
 def test_pyfunc_logging_and_generic_loading(tiny_model_dir, tmp_path):
     import mlflow
 
+    from shared.mlflow_utils import connect
     from shared.model_package import log_model
+    from shared.settings import Settings
 
-    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/m.db")
-    mlflow.set_experiment("t")
+    connect(Settings(mlflow_tracking_uri=f"sqlite:///{tmp_path}/m.db", mlflow_experiment_name="t"))
     with mlflow.start_run():
         info = log_model(tiny_model_dir)
     pyfunc = mlflow.pyfunc.load_model(info.model_uri)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from serving.model_loader import ModelLoadError, resolve_model
+from tests.conftest import reset_mlflow_process_state
 
 
 def test_local_model_dir_resolves_to_itself(tiny_model_dir, tmp_path):
@@ -27,7 +28,7 @@ def test_unusable_uris_raise_a_clear_error(uri, message, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def registered(tiny_model_dir, tmp_path_factory):
+def registered(tiny_model_dir, tmp_path_factory, mlflow_env_baseline):
     """A tracking store with the tiny model logged to a run and registered as version 1 @champion."""
     import mlflow
     from mlflow import MlflowClient
@@ -48,9 +49,8 @@ def registered(tiny_model_dir, tmp_path_factory):
         client.set_registered_model_alias("emotion-classifier", "champion", version)
         for key, value in {"dvc_data_version": "emotion-v1.0.0", "argo_workflow_uid": "wf-1"}.items():
             client.set_model_version_tag("emotion-classifier", version, key, value)
-    finally:
-        mlflow.set_tracking_uri(None)
-        mlflow.set_registry_uri(None)
+    finally:  # set_*_uri(None) would leave MLFLOW_REGISTRY_URI set and MLFLOW_TRACKING_URI unset
+        reset_mlflow_process_state(mlflow_env_baseline)
     return uri, run.info.run_id, str(version)
 
 
