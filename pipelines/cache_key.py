@@ -23,6 +23,18 @@ from pydantic import BaseModel
 from shared.results import write_result
 
 KEY_VERSION = "v1"  # bump to invalidate every cached output (e.g. when an output format changes)
+# The flags this task takes: workflow parameters of the same names (the workflow passes each one).
+INPUTS = (
+    "registry-url",
+    "data-version",
+    "data-path",
+    "model",
+    "max-length",
+    "limit",
+    "eval-limit",
+    "seed",
+    "image-tag",
+)
 
 
 class CacheKeys(BaseModel):
@@ -67,17 +79,7 @@ def cache_keys(
 
 def main(argv: list[str] | None = None) -> CacheKeys:
     parser = argparse.ArgumentParser(prog="python -m pipelines.cache_key", description=__doc__.split("\n")[0])
-    for flag in (
-        "registry-url",
-        "data-version",
-        "data-path",
-        "model",
-        "max-length",
-        "limit",
-        "eval-limit",
-        "seed",
-        "image-tag",
-    ):
+    for flag in INPUTS:
         parser.add_argument(f"--{flag}", required=True)
     parser.add_argument("--result-dir", type=Path, required=True)
     args = vars(parser.parse_args(argv))

@@ -53,7 +53,7 @@ from hera.workflows.models import (
     WorkflowTemplateRef,
 )
 
-from pipelines import parameters
+from pipelines import cache_key, parameters
 from pipelines.rayjob import CONFIG_MAP, FAILURE_CONDITION, S3_SECRET, SUCCESS_CONDITION
 
 NAME = "emotion-hpo"
@@ -172,21 +172,7 @@ def _define_templates() -> None:
     cache_keys = _step(
         "cache-keys",
         "pipelines.cache_key",
-        [
-            arg
-            for name in (
-                "registry-url",
-                "data-version",
-                "data-path",
-                "model",
-                "max-length",
-                "limit",
-                "eval-limit",
-                "seed",
-                "image-tag",
-            )
-            for arg in (f"--{name}", wp(name))
-        ],
+        [arg for name in cache_key.INPUTS for arg in (f"--{name}", wp(name))],
         outputs=("dvc-fetch", "tokenize"),
         deadline=300,
         resources=Resources(cpu_request="100m", memory_request="256Mi"),

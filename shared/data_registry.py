@@ -37,6 +37,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -588,6 +589,15 @@ def build(inp: BuildInput) -> BuildResult:
     with _registry_lock(registry):
         stored_url, shown_remote, endpoint = _resolve_remote(inp, registry)
         _ensure_remote(registry, stored_url, endpoint)
+        result = partial(
+            BuildResult,
+            registry=str(registry),
+            remote=shown_remote,
+            version=version,
+            path=path,
+            dataset_hash=expected,
+            rows=rows,
+        )
 
         commit = _tag_commit(registry, version)
         if commit is not None:
@@ -601,17 +611,7 @@ def build(inp: BuildInput) -> BuildResult:
             # Idempotent re-run: make sure the remote holds every version (repairs a wiped remote).
             _push(registry, shown_remote, "--all-tags")
             log.info("%s already published at %s (%s)", version, commit[:12], expected)
-            return BuildResult(
-                registry=str(registry),
-                remote=shown_remote,
-                version=version,
-                path=path,
-                commit=commit,
-                dataset_hash=expected,
-                created=False,
-                rows=rows,
-                tags=list_tags(registry),
-            )
+            return result(commit=commit, created=False, tags=list_tags(registry))
 
         dirty = [
             line
@@ -644,17 +644,7 @@ def build(inp: BuildInput) -> BuildResult:
         if recorded != expected:  # would mean DVC hashes differently from what we compute
             raise StepError(f"DVC recorded {recorded} for {path} but the source hashes to {expected}")
         log.info("published %s at %s (%s) to %s", version, commit[:12], expected, shown_remote)
-        return BuildResult(
-            registry=str(registry),
-            remote=shown_remote,
-            version=version,
-            path=path,
-            commit=commit,
-            dataset_hash=expected,
-            created=True,
-            rows=rows,
-            tags=list_tags(registry),
-        )
+        return result(commit=commit, created=True, tags=list_tags(registry))
 
 
 def versions(registry: Path, path: str = DEFAULT_PATH) -> list[dict[str, str]]:

@@ -21,13 +21,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+
+from tests.http_wait import log_tail, wait_http_ok
 
 HOST = "127.0.0.1"
 
@@ -65,7 +66,7 @@ class MlflowServer:
     pid: int
 
     def log_tail(self, chars: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
+        return log_tail(self.log_path, chars)
 
 
 def free_port() -> int:
@@ -90,24 +91,6 @@ def _server_command(options: MlflowServerOptions, tmp_dir: Path, port: int) -> t
         artifacts = options.default_artifact_root or str(tmp_dir / "artifacts")
         cmd += ["--no-serve-artifacts", "--default-artifact-root", artifacts]
     return cmd, backend, artifacts
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, server_log: Path, timeout_s: float) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = server_log.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"mlflow server exited with code {proc.returncode}:\n{tail}")
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    tail = server_log.read_text(errors="replace")[-4000:]
-    raise RuntimeError(f"mlflow server at {url} not healthy after {timeout_s:.0f}s:\n{tail}")
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -143,7 +126,7 @@ def running_mlflow_server(
             cmd, cwd=tmp_dir, env=env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        _wait_healthy(url, proc, server_log, options.startup_timeout_s)
+        wait_http_ok(f"{url}/health", proc, server_log, options.startup_timeout_s)
         yield MlflowServer(
             url=url,
             port=port,

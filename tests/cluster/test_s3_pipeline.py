@@ -7,7 +7,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.cluster.conftest import (
     StepRunner,
     read_result,
 )
+from tests.http_wait import wait_http_ok
 from tests.mlflow_server import MlflowServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -56,23 +56,6 @@ def _serve(env: dict[str, str], log_path: Path, model_uri: str) -> tuple[subproc
             cwd=ROOT, env=serve_env, stdout=log_fh, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen, url: str, log_path: Path, timeout_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise AssertionError(f"server exited {proc.returncode}:\n{tail}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"server not ready in {timeout_s}s:\n{log_path.read_text(errors='replace')[-4000:]}")
 
 
 def _mlflow_records(tracking_uri: str) -> list[str]:
@@ -139,7 +122,7 @@ def test_pipeline_end_to_end_through_s3_without_leaking_credentials(
     serve_log = step_runner.log_dir / "serving.log"
     proc, url = _serve(pipeline_env, serve_log, f"models:/{MODEL_NAME}@champion")
     try:
-        _wait_ready(proc, url, serve_log)
+        wait_http_ok(f"{url}/ready", proc, serve_log, timeout_s=120)
         info = httpx.get(f"{url}/info", timeout=10).json()
         response = httpx.post(f"{url}/predict", json={"texts": ["i feel so happy today"]}, timeout=30)
         assert response.status_code == 200, response.text
