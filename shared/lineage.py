@@ -8,23 +8,35 @@ from pathlib import Path
 
 from shared.settings import Settings
 
+DIRTY_SUFFIX = "-dirty"  # as `git describe --dirty`: the tracked files differ from the commit
+
+
+def _git(repo_dir: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo_dir, capture_output=True, text=True, timeout=5, check=True
+    ).stdout.strip()
+
 
 def code_version(repo_dir: Path | None = None) -> str:
-    """The git commit of the code that runs: `GIT_COMMIT` (baked into images) or `git rev-parse`."""
+    """The git commit of the code that runs: `GIT_COMMIT` (baked into images) or `git rev-parse`.
+
+    A working tree whose tracked files have uncommitted changes (staged or not) gives
+    `<commit>-dirty`: the code that ran is not the commit. Untracked files do not count.
+    """
     if os.environ.get("GIT_COMMIT"):
         return os.environ["GIT_COMMIT"]
+    repo_dir = repo_dir or Path(__file__).resolve().parent.parent
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=repo_dir or Path(__file__).resolve().parent.parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return out.stdout.strip() or "unknown"
+        commit = _git(repo_dir, "rev-parse", "HEAD")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+    if not commit:
+        return "unknown"
+    try:
+        dirty = bool(_git(repo_dir, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return commit
+    return commit + DIRTY_SUFFIX if dirty else commit
 
 
 def lineage_tags(
