@@ -5,7 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 EMOTION_DATASET_DIR ?= ../shared/data/emotion
-LOCAL_DIR ?= .local
+LOCAL_DIR ?= $(or $(EMOTION_LOCAL_DIR),.local)
+# The steps, the runner and the server read their local state folder from EMOTION_LOCAL_DIR.
+LOCAL := EMOTION_LOCAL_DIR=$(LOCAL_DIR)
 export EMOTION_DATASET_DIR
 
 .PHONY: help install demo resume test test-fast lint compile registry stop status mlflow-ui clean
@@ -44,16 +46,16 @@ registry: $(STAMP)
 	$(PY) -m shared.data_registry build --source "$(EMOTION_DATASET_DIR)" --registry $(LOCAL_DIR)/data-registry
 
 demo: $(STAMP) registry
-	$(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo
+	$(LOCAL) $(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo
 
 resume: $(STAMP)
-	$(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --resume-last
+	$(LOCAL) $(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --resume-last
 
 stop: $(STAMP)
-	$(PY) -m steps.deploy stop
+	$(LOCAL) $(PY) -m steps.deploy stop
 
 status: $(STAMP)
-	$(PY) -m steps.deploy status
+	$(LOCAL) $(PY) -m steps.deploy status
 
 mlflow-ui: $(STAMP)
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(LOCAL_DIR)/mlflow.db --host 127.0.0.1 --port 5000

@@ -73,7 +73,7 @@ def test_demo_profile_only_sets_declared_parameters(tmp_path):
     assert set(values) == declared
     assert values["registry-url"] == str((tmp_path / ".local" / "data-registry").resolve())
     assert values["mlflow-tracking-uri"] == f"sqlite:///{(tmp_path / '.local' / 'mlflow.db').resolve()}"
-    assert values["num-samples"] == "4" and values["limit"] == "2000"
+    assert values["num-samples"] == "3" and values["limit"] == "2000"
 
 
 def test_param_overrides_the_profile(run_workflow, tmp_path):
