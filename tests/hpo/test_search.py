@@ -76,6 +76,10 @@ def test_search_records_parent_children_statuses_and_best_model(
     predictions = mlflow.pyfunc.load_model(result.model_uri).predict(["i am so happy today", "this is awful"])
     labels = set(json.loads((tokenized_dir / "labels.json").read_text()).values())
     assert len(predictions) == 2 and set(predictions["emotion"]) <= labels
+    logged = Path(mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "logged")))
+    files = {p.name for p in logged.rglob("*")}
+    assert {"model.safetensors", "labels.json", "config.json"} <= files
+    assert not {"optimizer.safetensors", "trial_state.json"} & files  # resume state stays in Tune
 
     recovered = find_result("wf-test-uid", mlflow_settings)
     assert recovered == result
