@@ -211,23 +211,32 @@ def main() -> None:
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU x{os.cpu_count()}"
     report: dict = {"device": device, "model": args.model}
+
+    def record(key: str, label: str, value: dict) -> None:
+        """Keep and print a stage's figures, and save the report so far (a run cut short keeps them)."""
+        report[key] = value
+        print(f"{label}:", json.dumps(value), flush=True)
+        if args.json_out:
+            args.json_out.write_text(json.dumps(report, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="hpo-bench-") as tmp:
         work = Path(tmp)
         tokenized = ensure_tokenized(args, work)
         limit = args.limit if args.tokenized_dir else 0
         if not args.skip_trainer:
-            report["trainer"] = trainer_baseline(
-                tokenized, args.model, args.trainer_epochs, args.trainer_batch_size, limit
+            record(
+                "trainer",
+                "baseline HF Trainer",
+                trainer_baseline(tokenized, args.model, args.trainer_epochs, args.trainer_batch_size, limit),
             )
-            print("baseline HF Trainer:", json.dumps(report["trainer"]), flush=True)
-        report["single_trial"] = single_trial(
-            tokenized, args.model, args.trainer_epochs, args.trainer_batch_size, limit
+        record(
+            "single_trial",
+            "ours, single trial",
+            single_trial(tokenized, args.model, args.trainer_epochs, args.trainer_batch_size, limit),
         )
-        print("ours, single trial:", json.dumps(report["single_trial"]), flush=True)
         for spec in args.searches.split(","):
             trials, epochs = (int(x) for x in spec.lower().split("x"))
-            report[f"search_{spec}"] = search(tokenized, args, trials, epochs, work)
-            print(f"ours, search {spec}:", json.dumps(report[f"search_{spec}"]), flush=True)
+            record(f"search_{spec}", f"ours, search {spec}", search(tokenized, args, trials, epochs, work))
 
     print(f"\nHPO benchmark on {device}, model {args.model}")
     print(f"{'run':34} {'wall s':>8} {'samples/s':>12} {'best val acc':>13}")
@@ -245,8 +254,6 @@ def main() -> None:
         r = report[f"search_{spec}"]
         print(f"{'ours, search ' + spec + ' ASHA (per trial)':34} {r['wall_s']:8.1f} "
               f"{r['samples_per_second_per_trial']:12.1f} {r['best_val_accuracy']:13.4f}")  # fmt: skip
-    if args.json_out:
-        args.json_out.write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
