@@ -16,6 +16,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -177,11 +178,31 @@ def _plot_trials(client, parent_run_id: str, results, space: dict) -> None:
             client.log_artifact(parent_run_id, str(png), "plots")
 
 
+def _load_and_connect(inp: HpoInput, settings: Settings) -> tuple[TokenizedData, str]:
+    """The tokenized data (validated) and the MLflow experiment id."""
+    data = load_tokenized(inp.tokenized_dir, inp.limit, inp.seed)
+    return data, connect(settings)
+
+
 def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., None] = run_trial) -> HpoResult:
     """Run (or `resume`) a search; returns the best trial's run and metrics.
 
     `trial_fn` is the function each trial runs (tests wrap it to inject crashes).
     """
+    ray_address = resolve_ray_address(inp.ray_address)
+    if ray_address:
+        check_ray_address(ray_address)  # ray.init would otherwise retry for minutes
+    space = load_search_space(inp.search_space)
+    model_path = _check_model(inp.model)
+    # Ray's start (seconds, mostly its own processes booting) overlaps reading the data and
+    # opening MLflow; both still happen, and fail, before any trial starts.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-prepare") as pool:
+        prepared = pool.submit(_load_and_connect, inp, settings)
+        try:
+            _start_ray(inp)
+        except StepError:
+            prepared.result()  # a bad input is the clearer error when both fail
+            raise
     import mlflow
     import ray
     from mlflow.tracking import MlflowClient
@@ -189,26 +210,18 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
 
     from steps.hpo.tracking import MlflowTrialCallback, create_parent_run
 
-    ray_address = resolve_ray_address(inp.ray_address)
-    if ray_address:
-        check_ray_address(ray_address)  # ray.init would otherwise retry for minutes
-    space = load_search_space(inp.search_space)
-    data: TokenizedData = load_tokenized(inp.tokenized_dir, inp.limit, inp.seed)
-    model_path = _check_model(inp.model)
-    experiment_id = connect(settings)
-    tracking_uri = mlflow.get_tracking_uri()
-    client = MlflowClient(tracking_uri)
-    storage_dir = inp.storage_dir.resolve()
-    state = _load_state(storage_dir) if inp.resume else None
-    experiment_path = storage_dir / state["name"] if state else None
-    restoring = experiment_path is not None and tune.Tuner.can_restore(str(experiment_path))
-    if inp.resume and not restoring:
-        log.warning("--resume: no restorable search in %s; starting a new one", storage_dir)
-
-    _start_ray(inp)
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected here
     try:
+        data, experiment_id = prepared.result()
+        tracking_uri = mlflow.get_tracking_uri()
+        client = MlflowClient(tracking_uri)
+        storage_dir = inp.storage_dir.resolve()
+        state = _load_state(storage_dir) if inp.resume else None
+        experiment_path = storage_dir / state["name"] if state else None
+        restoring = experiment_path is not None and tune.Tuner.can_restore(str(experiment_path))
+        if inp.resume and not restoring:
+            log.warning("--resume: no restorable search in %s; starting a new one", storage_dir)
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected
         data_ref = ray.put(data)  # once for all trials; they map it zero-copy
         trainable = _trainable(inp, data_ref, model_path, trial_fn)
         tags = lineage_tags(
