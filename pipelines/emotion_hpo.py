@@ -167,6 +167,36 @@ def _step(
     )
 
 
+def _search_args() -> list[str]:
+    """The search settings, passed alike to the in-pod hpo step and the RayJob's entrypoint."""
+    return [
+        "--model",
+        wp("model"),
+        "--num-samples",
+        wp("num-samples"),
+        "--num-epochs",
+        wp("max-epochs"),
+        "--search-alg",
+        wp("search-alg"),
+    ]
+
+
+def _trial_resource_args() -> list[str]:
+    return ["--cpus-per-trial", wp("cpus-per-trial"), "--gpus-per-trial", wp("gpus-per-trial")]
+
+
+def _lineage_args() -> list[str]:
+    """Lineage of the data, from the template's inputs (set from the dvc-fetch step's result)."""
+    return [
+        "--data-version",
+        "{{inputs.parameters.data-version}}",
+        "--dataset-hash",
+        "{{inputs.parameters.dataset-hash}}",
+        "--registry-url",
+        "{{inputs.parameters.registry-url}}",
+    ]
+
+
 def _define_templates() -> None:
     """Create every template and the DAG inside the current Workflow/WorkflowTemplate context."""
     cache_keys = _step(
@@ -241,32 +271,17 @@ def _define_templates() -> None:
         [
             "--tokenized-dir",
             "{{inputs.artifacts.tokenized.path}}",
-            "--model",
-            wp("model"),
-            "--num-samples",
-            wp("num-samples"),
-            "--num-epochs",
-            wp("max-epochs"),
-            "--search-alg",
-            wp("search-alg"),
+            *_search_args(),
             "--search-space",
             "{{inputs.artifacts.search-space.path}}",
-            "--cpus-per-trial",
-            wp("cpus-per-trial"),
-            "--gpus-per-trial",
-            wp("gpus-per-trial"),
+            *_trial_resource_args(),
             "--ray-address",
             wp("ray-address"),
             "--seed",
             wp("seed"),
             "--storage-dir",
             "{{outputs.artifacts.ray-results.path}}",
-            "--data-version",
-            "{{inputs.parameters.data-version}}",
-            "--dataset-hash",
-            "{{inputs.parameters.dataset-hash}}",
-            "--registry-url",
-            "{{inputs.parameters.registry-url}}",
+            *_lineage_args(),
         ],
         inputs=[
             *lineage_inputs,
@@ -295,26 +310,11 @@ def _define_templates() -> None:
             f"{TOKENIZED_PREFIX}/{{{{inputs.parameters.cache-key}}}}",
             "--search-space",
             "{{inputs.artifacts.search-space.path}}",
-            "--model",
-            wp("model"),
-            "--num-samples",
-            wp("num-samples"),
-            "--num-epochs",
-            wp("max-epochs"),
-            "--search-alg",
-            wp("search-alg"),
-            "--cpus-per-trial",
-            wp("cpus-per-trial"),
-            "--gpus-per-trial",
-            wp("gpus-per-trial"),
+            *_search_args(),
+            *_trial_resource_args(),
             "--seed",
             wp("seed"),
-            "--data-version",
-            "{{inputs.parameters.data-version}}",
-            "--dataset-hash",
-            "{{inputs.parameters.dataset-hash}}",
-            "--registry-url",
-            "{{inputs.parameters.registry-url}}",
+            *_lineage_args(),
             "--env-mlflow-tracking-uri",
             wp("mlflow-tracking-uri"),
             "--env-mlflow-experiment-name",
