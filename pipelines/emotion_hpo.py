@@ -178,6 +178,10 @@ def _search_args() -> list[str]:
         wp("max-epochs"),
         "--search-alg",
         wp("search-alg"),
+        "--grace-period",
+        wp("asha-grace-period"),
+        "--reduction-factor",
+        wp("asha-reduction-factor"),
     ]
 
 

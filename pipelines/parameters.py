@@ -56,6 +56,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec("eval-limit", "0", "Cap on validation/test rows (0 = all rows)."),
     ParamSpec("num-samples", "8", "Number of hyperparameter trials Ray Tune runs."),
     ParamSpec("max-epochs", "3", "Maximum epochs per trial (ASHA stops poor trials earlier)."),
+    ParamSpec("asha-grace-period", "1", "Epochs every trial runs before ASHA may stop it."),
+    ParamSpec(
+        "asha-reduction-factor",
+        "2",
+        "ASHA keeps the best 1/factor of the trials at each rung (epochs g, g*f, g*f^2, ...).",
+    ),
     ParamSpec("search-alg", "random", "Search algorithm for the trials.", ("random", "optuna")),
     ParamSpec(
         "search-space",

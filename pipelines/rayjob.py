@@ -175,6 +175,8 @@ SEARCH_FLAGS = (
     "num-samples",
     "num-epochs",
     "search-alg",
+    "grace-period",
+    "reduction-factor",
     "cpus-per-trial",
     "gpus-per-trial",
     "seed",

@@ -74,6 +74,10 @@ def test_rayjob_cli_renders_a_valid_manifest_with_the_search_space_intact(tmp_pa
         "3",
         "--search-alg",
         "optuna",
+        "--grace-period",
+        "2",
+        "--reduction-factor",
+        "3",
         "--cpus-per-trial",
         "4",
         "--gpus-per-trial",
@@ -105,6 +109,7 @@ def test_rayjob_cli_renders_a_valid_manifest_with_the_search_space_intact(tmp_pa
     assert (
         "--search-alg optuna" in entry and "--gpus-per-trial 0.25" in entry and "--ray-address auto" in entry
     )
+    assert "--grace-period 2 --reduction-factor 3" in entry
     head = manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     fetch_env = {e["name"]: e for e in head["initContainers"][0]["env"]}
     assert yaml.safe_load(fetch_env["SEARCH_SPACE"]["value"]) == yaml.safe_load(DEFAULT_SEARCH_SPACE)
