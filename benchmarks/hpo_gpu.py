@@ -140,7 +140,7 @@ def search(tokenized_dir: Path, args, trials: int, epochs: int, work: Path, **ov
     from mlflow.tracking import MlflowClient
 
     from shared.settings import Settings
-    from steps.hpo.config import HpoInput
+    from steps.hpo.contract import HpoInput
     from steps.hpo.core import run_search
 
     tag = f"{trials}x{epochs}-{time.monotonic_ns()}"
@@ -152,7 +152,7 @@ def search(tokenized_dir: Path, args, trials: int, epochs: int, work: Path, **ov
         tokenized_dir=tokenized_dir,
         model=args.model,
         num_samples=trials,
-        num_epochs=epochs,
+        max_epochs=epochs,
         cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial,
         ray_num_cpus=args.ray_num_cpus,

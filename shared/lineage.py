@@ -6,6 +6,14 @@ import os
 import subprocess
 from pathlib import Path
 
+from shared.mlflow_contract import (
+    CODE_VERSION_TAG,
+    DATA_VERSION_TAG,
+    DATASET_HASH_TAG,
+    IMAGE_TAG_TAG,
+    REGISTRY_URL_TAG,
+    WORKFLOW_UID_TAG,
+)
 from shared.settings import Settings
 
 DIRTY_SUFFIX = "-dirty"  # as `git describe --dirty`: the tracked files differ from the commit
@@ -48,13 +56,14 @@ def lineage_tags(
 ) -> dict[str, str]:
     """Tags that tie a run or model version to its data, code, image and workflow run."""
     tags = {
-        "argo_workflow_uid": settings.argo_workflow_uid,
-        "docker_image_tag": settings.docker_image_tag,
-        "dvc_data_version": data_version or settings.dvc_data_version,
-        "code_version": code_version(),
+        WORKFLOW_UID_TAG: settings.argo_workflow_uid,
+        IMAGE_TAG_TAG: settings.docker_image_tag,
+        CODE_VERSION_TAG: code_version(),
     }
+    if data_version:
+        tags[DATA_VERSION_TAG] = data_version
     if dataset_hash:
-        tags["dataset_hash"] = dataset_hash
+        tags[DATASET_HASH_TAG] = dataset_hash
     if registry_url:
-        tags["dvc_registry_url"] = registry_url
+        tags[REGISTRY_URL_TAG] = registry_url
     return tags

@@ -6,7 +6,8 @@ import logging
 from pathlib import Path
 from urllib.parse import urlparse
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
+from shared.failures import is_transient
 from shared.object_store import check_s3_uri
 from shared.settings import Settings
 
@@ -23,7 +24,8 @@ def check_tracking_reachable(uri: str, timeout: float = 5.0) -> None:
     try:
         requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as exc:
-        raise StepError(f"MLflow tracking server {uri} is unreachable: {exc.__class__.__name__}") from None
+        name = exc.__class__.__name__
+        raise TransientError(f"MLflow tracking server {uri} is unreachable: {name}") from exc
 
 
 LOCAL_STORE_FILE = "mlflow.db"  # the SQLite store under Settings.local_dir when no tracking URI is given
@@ -90,7 +92,8 @@ def connect(settings: Settings) -> str:
         experiment = mlflow.set_experiment(experiment_id=experiment.experiment_id)
     except Exception as exc:  # MLflow raises many types for a broken store
         name = settings.mlflow_experiment_name
-        raise StepError(f"cannot use MLflow experiment {name!r} at {uri}: {exc}") from exc
+        error = TransientError if is_transient(exc) else StepError
+        raise error(f"cannot use MLflow experiment {name!r} at {uri}: {exc}") from exc
     # A wrong S3 credential or a missing bucket must fail now, not after the whole search.
     check_s3_uri(experiment.artifact_location or "", settings)
     log.info("MLflow: %s, experiment %s (%s)", uri, experiment.name, experiment.experiment_id)

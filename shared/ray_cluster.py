@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def resolve_ray_address(address: str | None, environ: Mapping[str, str] | None =
 
 
 def check_ray_address(address: str, timeout_s: float = 5.0) -> RayAddress | None:
-    """Raise StepError naming the address unless a TCP connection to it succeeds.
+    """Raise TransientError naming the address unless a TCP connection to it succeeds.
 
     `auto` without `RAY_ADDRESS` is left to Ray, which looks for a cluster on this machine.
     """
@@ -90,12 +90,12 @@ def check_ray_address(address: str, timeout_s: float = 5.0) -> RayAddress | None
     except socket.gaierror:
         raise StepError(f"Ray cluster at {target.address}: host {target.host!r} does not resolve") from None
     except TimeoutError:
-        raise StepError(
+        raise TransientError(
             f"Ray cluster at {target.address} is unreachable (no answer in {timeout_s:g}s)"
         ) from None
     except OSError as exc:
         reason = exc.strerror or exc.__class__.__name__
-        raise StepError(
+        raise TransientError(
             f"Ray cluster at {target.address} is unreachable ({reason}); is the head running "
             f"(`ray start --head --port {target.port}`) and is --ray-address right?"
         ) from None

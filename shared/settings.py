@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_LOCAL_DIR = Path(".local")  # local state (registry, MLflow store, searches, server)
 SECRET_FIELDS = frozenset({"aws_access_key_id", "aws_secret_access_key"})
 
 
@@ -25,9 +26,6 @@ class Settings(BaseSettings):
     )
     mlflow_experiment_name: str = Field(
         default="emotion", validation_alias=AliasChoices("MLFLOW_EXPERIMENT_NAME", "mlflow_experiment_name")
-    )
-    dvc_data_version: str = Field(
-        default="emotion-v1.0.0", validation_alias=AliasChoices("DVC_DATA_VERSION", "dvc_data_version")
     )
     argo_workflow_uid: str = Field(
         default="local", validation_alias=AliasChoices("ARGO_WORKFLOW_UID", "argo_workflow_uid")
@@ -45,7 +43,7 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "aws_secret_access_key")
     )
     local_dir: Path = Field(
-        default=Path(".local"), validation_alias=AliasChoices("EMOTION_LOCAL_DIR", "local_dir")
+        default=DEFAULT_LOCAL_DIR, validation_alias=AliasChoices("EMOTION_LOCAL_DIR", "local_dir")
     )
 
     def public_dict(self) -> dict[str, str]:

@@ -20,7 +20,6 @@ def test_settings_read_platform_env_and_hide_secrets(monkeypatch):
     assert s.mlflow_tracking_uri == "http://mlflow:5000"
     assert s.argo_workflow_uid == "uid-123"
     assert s.mlflow_experiment_name == "emotion"
-    assert s.dvc_data_version == "emotion-v1.0.0"
     assert s.docker_image_tag == "DEV"
     assert "s3cr3t-value" not in json.dumps(s.public_dict())
     assert "s3cr3t-value" not in repr(s)

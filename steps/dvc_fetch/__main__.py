@@ -1,3 +1,3 @@
-from steps.dvc_fetch.cli import app
+from steps.dvc_fetch.cli import main
 
-app()
+main()

@@ -13,44 +13,19 @@ import logging
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from shared.data_registry import (
-    DEFAULT_PATH,
-    REQUIRED_SPLITS,
     atomic_replace_dir,
     dvc_dir_hash,
     file_md5,
     sibling_tmp_dir,
     validate_dataset,
 )
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
+from shared.failures import is_transient
 from shared.object_store import check_dvc_remote
+from steps.dvc_fetch.contract import FetchInput, FetchResult
 
 log = logging.getLogger(__name__)
-
-
-class FetchInput(BaseModel):
-    registry_url: str = Field(description="the registry: a local path or a git URL")
-    rev: str = Field(description="git tag (dataset version), branch or commit")
-    path: str = DEFAULT_PATH
-    output_dir: Path
-    required_splits: list[str] = Field(default_factory=lambda: list(REQUIRED_SPLITS))
-    remote: str | None = Field(default=None, description="DVC remote name to use instead of the default")
-    jobs: int | None = Field(default=None, ge=1, description="parallel downloads (DVC's default when unset)")
-
-
-class FetchResult(BaseModel):
-    registry_url: str
-    data_version: str  # the rev as asked for, e.g. emotion-v1.0.0
-    path: str
-    commit: str  # the git commit the rev resolved to
-    resolved_commit: str  # the same, under the issue's name
-    dataset_hash: str  # the md5 DVC recorded for the dataset directory (`<md5>.dir`)
-    output_dir: str
-    splits: list[str]
-    rows: dict[str, int]
-    class_counts: dict[str, dict[str, int]]
 
 
 def _open_repo(url: str, rev: str | None, remote: str | None):
@@ -72,12 +47,32 @@ def _open_repo(url: str, rev: str | None, remote: str | None):
             where = "no such directory"
         else:
             where = re.sub(r" to '[^']*'$", "", str(exc.__cause__ or exc)).replace("Failed to", "failed to")
-        raise StepError(
+        error = TransientError if _looks_remote(url) and _remote_is_down(exc) else StepError
+        raise error(
             f"data registry {url} is unreachable or not a git repository ({where}); "
             "check --registry-url (build a local one with `make registry`)"
         ) from None
     except DvcException as exc:
         raise StepError(f"cannot open data registry {url} at {rev!r}: {exc}") from None
+
+
+# What git says when a remote registry is down for now (not: wrong URL, no such repository).
+_TRANSIENT_GIT = re.compile(
+    r"Connection refused|Connection reset|timed out|Could not resolve host|Failed to connect|"
+    r"unexpected http resp(?:onse)? (?:429|5\d\d)|"
+    r"The requested URL returned error: (?:429|5\d\d)|early EOF|unexpected disconnect|HTTP (?:429|5\d\d)",
+    re.IGNORECASE,
+)
+
+
+def _remote_is_down(exc: BaseException) -> bool:
+    if is_transient(exc):
+        return True
+    text, item = [], exc
+    while item is not None and len(text) < 20:
+        text.append(str(item))
+        item = item.__cause__ or item.__context__
+    return bool(_TRANSIENT_GIT.search(" ".join(text)))
 
 
 def _looks_remote(url: str) -> bool:
@@ -173,11 +168,11 @@ def _verify(out: Path, dir_hash: str, files: dict[str, str]) -> None:
 
 
 def fetch(inp: FetchInput) -> FetchResult:
-    """Fetch `inp.path` at `inp.rev` from the registry into `inp.output_dir`, all or nothing."""
-    path = inp.path.strip("/")
+    """Fetch `inp.data_path` at `inp.data_version` from the registry into `inp.output_dir`, all or nothing."""
+    path = inp.data_path.strip("/")
     url = inp.registry_url
     output_dir = Path(inp.output_dir)
-    with _open_repo(url, inp.rev, inp.remote) as repo:
+    with _open_repo(url, inp.data_version, inp.remote) as repo:
         commit = repo.get_rev()
         remote_name = inp.remote or repo.config["core"].get("remote")
         if remote_name and remote_name in repo.config["remote"]:
@@ -185,11 +180,11 @@ def fetch(inp: FetchInput) -> FetchResult:
         try:
             dir_hash, files = _recorded_tree(repo, path)
         except StepError as exc:
-            raise StepError(f"data registry {url} at {inp.rev} ({commit[:12]}): {exc}") from None
+            raise StepError(f"data registry {url} at {inp.data_version} ({commit[:12]}): {exc}") from None
         log.info(
             "registry %s at %s = %s: %s is %s (%d files)",
             url,
-            inp.rev,
+            inp.data_version,
             commit[:12],
             path,
             dir_hash,
@@ -202,12 +197,12 @@ def fetch(inp: FetchInput) -> FetchResult:
             try:
                 label_map, stats = validate_dataset(staged, inp.required_splits)
             except StepError as exc:
-                raise StepError(f"dataset {inp.rev} ({path} in {url}) is invalid: {exc}") from None
+                raise StepError(f"dataset {inp.data_version} ({path} in {url}) is invalid: {exc}") from None
             atomic_replace_dir(staged, output_dir)
     result = FetchResult(
         registry_url=url,
-        data_version=inp.rev,
-        path=path,
+        data_version=inp.data_version,
+        data_path=path,
         commit=commit,
         resolved_commit=commit,
         dataset_hash=dir_hash,
@@ -216,5 +211,6 @@ def fetch(inp: FetchInput) -> FetchResult:
         rows={name: s.rows for name, s in stats.items()},
         class_counts={name: s.class_counts(label_map) for name, s in stats.items()},
     )
-    log.info("fetched %s (%s): %s", inp.rev, dir_hash, ", ".join(f"{k} {v}" for k, v in result.rows.items()))
+    rows = ", ".join(f"{k} {v}" for k, v in result.rows.items())
+    log.info("fetched %s (%s): %s", inp.data_version, dir_hash, rows)
     return result

@@ -1,3 +1,3 @@
-from steps.hpo.cli import app
+from steps.hpo.cli import main
 
-app()
+main()

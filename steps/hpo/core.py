@@ -23,19 +23,36 @@ from typing import Any
 
 from shared.errors import StepError
 from shared.lineage import lineage_tags
+from shared.mlflow_contract import (
+    BEST_CONFIG_TAG,
+    BEST_RUN_TAG,
+    BEST_TRIAL_TAG,
+    BEST_VAL_ACCURACY,
+    BEST_VAL_LOSS,
+    MODEL_URI_TAG,
+    ROLE_PARENT,
+    ROLE_TAG,
+    SEARCH_METRIC,
+    SEARCH_METRIC_PARAM,
+    SEARCH_MODE,
+    SEARCH_MODE_PARAM,
+    WORKFLOW_UID_TAG,
+    parent_runs_of_workflow,
+)
 from shared.mlflow_utils import connect
 from shared.model_package import log_model, resolve_model_reference
 from shared.ray_cluster import check_ray_address, credentials_hidden_from_ray_tune, resolve_ray_address
 from shared.results import atomic_write_text
 from shared.settings import Settings
-from steps.hpo.config import HpoInput, HpoResult, load_search_space, space_json, to_tune_space
+from steps.hpo.config import load_search_space, space_json, to_tune_space
+from steps.hpo.contract import HpoInput, HpoResult
 from steps.hpo.data import TokenizedData, load_tokenized
 from steps.hpo.trainable import TIME_ATTR, run_trial, trial_threads
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "search.json"
-METRIC, MODE = "val_loss", "min"
+METRIC, MODE = SEARCH_METRIC, SEARCH_MODE
 
 
 def _check_model(ref: str) -> str:
@@ -89,14 +106,14 @@ def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable
         trial_fn,
         data_ref=data_ref,
         model_path=model_path,
-        max_epochs=inp.num_epochs,
+        max_epochs=inp.max_epochs,
         seed=inp.seed,
         threads=trial_threads(inp.cpus_per_trial, inp.torch_threads),
     )
     return tune.with_resources(fn, {"cpu": inp.cpus_per_trial, "gpu": inp.gpus_per_trial})
 
 
-def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback):
+def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback, storage_dir: Path):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -109,9 +126,9 @@ def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback):
         search_alg = BasicVariantGenerator(random_state=inp.seed)
     scheduler = ASHAScheduler(
         time_attr=TIME_ATTR,
-        max_t=inp.num_epochs,
-        grace_period=min(inp.grace_period, inp.num_epochs),
-        reduction_factor=inp.reduction_factor,
+        max_t=inp.max_epochs,
+        grace_period=min(inp.asha_grace_period, inp.max_epochs),
+        reduction_factor=inp.asha_reduction_factor,
     )
     return tune.Tuner(
         trainable,
@@ -120,7 +137,7 @@ def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback):
             metric=METRIC, mode=MODE, scheduler=scheduler, search_alg=search_alg, num_samples=inp.num_samples
         ),
         run_config=tune.RunConfig(
-            storage_path=str(inp.storage_dir.resolve()),
+            storage_path=str(storage_dir),
             name=name,
             verbose=1,
             callbacks=[callback],
@@ -214,7 +231,7 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
         data, experiment_id = prepared.result()
         tracking_uri = mlflow.get_tracking_uri()
         client = MlflowClient(tracking_uri)
-        storage_dir = inp.storage_dir.resolve()
+        storage_dir = Path(inp.storage_dir or Path(settings.local_dir) / "hpo").resolve()
         state = _load_state(storage_dir) if inp.resume else None
         experiment_path = storage_dir / state["name"] if state else None
         restoring = experiment_path is not None and tune.Tuner.can_restore(str(experiment_path))
@@ -239,12 +256,13 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
             name = f"hpo-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
             params = {
                 "num_samples": inp.num_samples,
-                "max_epochs": inp.num_epochs,
+                "max_epochs": inp.max_epochs,
                 "search_alg": inp.search_alg,
                 "scheduler": "asha",
-                "asha_metric": f"{METRIC} ({MODE})",
-                "asha_grace_period": min(inp.grace_period, inp.num_epochs),
-                "asha_reduction_factor": inp.reduction_factor,
+                SEARCH_METRIC_PARAM: METRIC,
+                SEARCH_MODE_PARAM: MODE,
+                "asha_grace_period": min(inp.asha_grace_period, inp.max_epochs),
+                "asha_reduction_factor": inp.asha_reduction_factor,
                 "max_failures": inp.max_failures,
                 "cpus_per_trial": inp.cpus_per_trial,
                 "gpus_per_trial": inp.gpus_per_trial,
@@ -261,8 +279,8 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
                 storage_dir / STATE_FILE,
                 json.dumps({"name": name, "parent_run_id": parent_run_id, "experiment_id": experiment_id}),
             )
-            callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
-            tuner = _new_tuner(inp, space, trainable, name, callback)
+            callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags)
+            tuner = _new_tuner(inp, space, trainable, name, callback, storage_dir)
         try:
             with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
                 results = list(tuner.fit())
@@ -278,7 +296,7 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
     """Close any child run left open (e.g. the driver died before its callback), log the best."""
     from steps.hpo.tracking import RUNNING, MlflowTrialCallback
 
-    tracker = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.num_epochs, tags)
+    tracker = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags)
     children = tracker.existing_children()
     for r in results:
         trial_id = _trial_id(r)
@@ -300,16 +318,16 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
     client.log_batch(
         parent_run_id,
         metrics=[
-            _metric("best_val_loss", metrics[METRIC]),
-            _metric("best_val_accuracy", metrics["val_accuracy"]),
+            _metric(BEST_VAL_LOSS, metrics[METRIC]),
+            _metric(BEST_VAL_ACCURACY, metrics["val_accuracy"]),
             _metric("failed_trials", sum(1 for r in results if r.error)),
         ],
     )
     for key, value in {
-        "best_trial_id": best_trial_id,
-        "best_run_id": best_run_id,
-        "best_config": json.dumps(best_config, sort_keys=True),
-        "model_uri": model_uri,
+        BEST_TRIAL_TAG: best_trial_id,
+        BEST_RUN_TAG: best_run_id,
+        BEST_CONFIG_TAG: json.dumps(best_config, sort_keys=True),
+        MODEL_URI_TAG: model_uri,
     }.items():
         client.set_tag(parent_run_id, key, value)
     client.set_terminated(parent_run_id, status="FINISHED")
@@ -349,33 +367,24 @@ def find_result(workflow_uid: str, settings: Settings) -> HpoResult:
     """The result of the newest finished search whose parent run carries `workflow_uid`."""
     from mlflow.tracking import MlflowClient
 
-    from steps.hpo.tracking import ROLE_TAG
-
     experiment_id = connect(settings)
     client = MlflowClient()
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.argo_workflow_uid = '{workflow_uid}' and tags.{ROLE_TAG} = 'parent' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = parent_runs_of_workflow(client, [experiment_id], workflow_uid, status="FINISHED")
+    runs = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT]
     if not runs:
-        raise StepError(f"no finished hpo parent run tagged argo_workflow_uid={workflow_uid!r}")
+        raise StepError(f"no finished hpo parent run tagged {WORKFLOW_UID_TAG}={workflow_uid!r}")
     run = runs[0]
     tags, metrics = run.data.tags, run.data.metrics
-    missing = [k for k in ("best_run_id", "best_trial_id", "best_config", "model_uri") if k not in tags]
+    missing = [k for k in (BEST_RUN_TAG, BEST_TRIAL_TAG, BEST_CONFIG_TAG, MODEL_URI_TAG) if k not in tags]
     if missing:
         raise StepError(f"parent run {run.info.run_id} lacks tag(s) {', '.join(missing)}")
     return HpoResult(
         parent_run_id=run.info.run_id,
-        best_run_id=tags["best_run_id"],
-        best_trial_id=tags["best_trial_id"],
-        best_val_loss=metrics["best_val_loss"],
-        best_val_accuracy=metrics["best_val_accuracy"],
-        best_config=json.loads(tags["best_config"]),
+        best_run_id=tags[BEST_RUN_TAG],
+        best_trial_id=tags[BEST_TRIAL_TAG],
+        best_val_loss=metrics[BEST_VAL_LOSS],
+        best_val_accuracy=metrics[BEST_VAL_ACCURACY],
+        best_config=json.loads(tags[BEST_CONFIG_TAG]),
         experiment_id=experiment_id,
-        model_uri=tags["model_uri"],
+        model_uri=tags[MODEL_URI_TAG],
     )

@@ -17,12 +17,11 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 
+from shared.mlflow_contract import ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_ID_TAG
 from steps.hpo.trainable import TARGET_EPOCHS, TIME_ATTR
 
 log = logging.getLogger(__name__)
 
-ROLE_TAG = "hpo_role"
-TRIAL_ID_TAG = "trial_id"
 EPOCH_METRICS = (
     "train_loss",
     "val_loss",
@@ -51,7 +50,7 @@ def outcome(last_result: dict[str, Any] | None, max_epochs: int, errored: bool) 
 def create_parent_run(
     client: MlflowClient, experiment_id: str, run_name: str, tags: dict[str, str], params: dict[str, Any]
 ) -> str:
-    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, ROLE_TAG: "parent"})
+    run = client.create_run(experiment_id, run_name=run_name, tags={**tags, ROLE_TAG: ROLE_PARENT})
     client.log_batch(run.info.run_id, params=[Param(k, str(v)) for k, v in params.items()])
     return run.info.run_id
 
@@ -111,7 +110,7 @@ class MlflowTrialCallback(Callback):
             MLFLOW_PARENT_RUN_ID: self.parent_run_id,
             MLFLOW_RUN_NAME: name,
             TRIAL_ID_TAG: trial_id,
-            ROLE_TAG: "trial",
+            ROLE_TAG: ROLE_TRIAL,
         }
         run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
         self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in sorted(config.items())])

@@ -1,3 +1,3 @@
-from steps.register.cli import app
+from steps.register.cli import main
 
-app(prog_name="python -m steps.register")
+main()

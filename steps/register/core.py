@@ -10,58 +10,17 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.mlflow_utils import connect
 from shared.model_package import MLFLOW_MODEL_PATH
 from shared.settings import Settings
 from steps.register import registry, runs
+from steps.register.contract import RegisterInput, RegisterResult
 from steps.register.evaluate import EvalData, EvalMetrics, evaluate_model_dir, load_eval_split
 from steps.register.gate import GateDecision, decide
 from steps.register.version_tags import description, evaluation_tags, hyperparameters, version_tags
 
 log = logging.getLogger(__name__)
-
-
-class RegisterInput(BaseModel):
-    """What to register: one hpo parent run (by id or by Argo workflow uid) and the eval data."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    parent_run_id: str | None = Field(default=None, description="the hpo step's parent run id")
-    workflow_uid: str | None = Field(
-        default=None, description="instead of parent_run_id: newest parent run tagged argo_workflow_uid=UID"
-    )
-    dataset_dir: Path = Field(description="dvc-fetch output dir: {test|validation}.parquet + metadata.json")
-    model_name: str = Field(default="emotion-classifier", pattern=r"^[A-Za-z0-9][\w.-]*$")
-    tolerance: float = Field(
-        default=0.005, ge=0.0, le=1.0, description="promote unless worse than the champion by more than this"
-    )
-    metric: Literal["accuracy", "f1_macro"] = "accuracy"
-    eval_limit: int = Field(default=0, ge=0, description="evaluate on a fixed sample of N rows; 0 = all")
-
-    @model_validator(mode="after")
-    def _one_parent_reference(self) -> RegisterInput:
-        if bool(self.parent_run_id) == bool(self.workflow_uid):
-            raise ValueError("give exactly one of parent_run_id or workflow_uid")
-        return self
-
-
-class RegisterResult(BaseModel):
-    model_name: str
-    version: int
-    model_uri: str
-    promoted: bool
-    reason: str
-    challenger_accuracy: float
-    champion_version: int | None
-    champion_accuracy: float | None
-    metric: str
-    eval_split: str
-    parent_run_id: str
-    source_run_id: str
 
 
 def _evaluate_uri(model_uri: str, data: EvalData) -> EvalMetrics:
@@ -83,7 +42,8 @@ def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: E
     """Decide on the champion alias; returns (decision, champion version, champion metrics)."""
     champion = registry.version_by_alias(client, inp.model_name, registry.CHAMPION_ALIAS)
     if champion is None:
-        first = decide(challenger.score(inp.metric), None, tolerance=inp.tolerance, metric=inp.metric)
+        score = challenger.score(inp.metric)
+        first = decide(score, None, tolerance=inp.promotion_tolerance, metric=inp.metric)
         return first, None, None
     if existing is not None and champion.version == existing.version:
         reason = f"version {existing.version} is already the champion"
@@ -96,7 +56,7 @@ def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: E
     decision = decide(
         challenger.score(inp.metric),
         champ_metrics.score(inp.metric),
-        tolerance=inp.tolerance,
+        tolerance=inp.promotion_tolerance,
         metric=inp.metric,
         champion_version=champion.version,
     )
@@ -133,7 +93,7 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
     version = str(existing.version)
     gate_tags = {
         "gate_metric": inp.metric,
-        "gate_tolerance": str(inp.tolerance),
+        "gate_tolerance": str(inp.promotion_tolerance),
         "gate_promoted": str(decision.promote).lower(),
         "gate_reason": decision.reason,
         "gate_champion_version": str(champion.version) if champion is not None else "",

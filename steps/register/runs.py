@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import math
-import re
 
 from shared.errors import StepError
+from shared.mlflow_contract import (
+    BEST_RUN_TAG,
+    SEARCH_METRIC,
+    SEARCH_METRIC_PARAM,
+    SEARCH_MODE,
+    SEARCH_MODE_PARAM,
+    WORKFLOW_UID_TAG,
+    parent_runs_of_workflow,
+    quoted,
+)
+from shared.mlflow_contract import PARENT_RUN_TAG as PARENT_TAG
 
-PARENT_TAG = "mlflow.parentRunId"
-BEST_RUN_TAG = "best_run_id"  # set on the parent by the hpo step
-DEFAULT_SEARCH_METRIC = ("val_loss", "min")
 ACCEPTED_BEST_STATUSES = ("FINISHED", "KILLED")  # ASHA marks early-stopped trials KILLED
-_SAFE_VALUE = re.compile(r"[\w.:@/+-]+")
-
-
-def _quoted(value: str, what: str) -> str:
-    if not _SAFE_VALUE.fullmatch(value):
-        raise StepError(f"{what} {value!r} has characters outside [A-Za-z0-9_.:@/+-]")
-    return f"'{value}'"
 
 
 def get_parent_run(client, parent_run_id: str):
@@ -37,20 +37,11 @@ def get_parent_run(client, parent_run_id: str):
 
 
 def find_parent_run_by_workflow(client, experiment_id: str, workflow_uid: str):
-    """The newest top-level run in the experiment tagged `argo_workflow_uid=<workflow_uid>`."""
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.argo_workflow_uid = {_quoted(workflow_uid, 'workflow uid')} "
-            f"and tags.`{PARENT_TAG}` IS NULL"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=10,
-    )
-    parents = [r for r in runs if PARENT_TAG not in r.data.tags]
+    """The newest top-level run in the experiment tagged with the workflow uid."""
+    parents = parent_runs_of_workflow(client, [experiment_id], workflow_uid)
     if not parents:
         raise StepError(
-            f"no parent run tagged argo_workflow_uid={workflow_uid} in experiment {experiment_id}"
+            f"no parent run tagged {WORKFLOW_UID_TAG}={workflow_uid} in experiment {experiment_id}"
         )
     return parents[0]
 
@@ -59,17 +50,20 @@ def list_children(client, parent) -> list:
     return list(
         client.search_runs(
             [parent.info.experiment_id],
-            filter_string=f"tags.`{PARENT_TAG}` = {_quoted(parent.info.run_id, 'run id')}",
+            filter_string=f"tags.`{PARENT_TAG}` = {quoted(parent.info.run_id, 'run id')}",
             max_results=10000,
         )
     )
 
 
 def search_metric(parent) -> tuple[str, str]:
-    """The metric and mode the search optimised, as the parent recorded them (else val_loss/min)."""
-    values = {**parent.data.params, **parent.data.tags}
-    metric = values.get("metric") or values.get("search_metric") or DEFAULT_SEARCH_METRIC[0]
-    mode = values.get("mode") or values.get("search_mode") or DEFAULT_SEARCH_METRIC[1]
+    """The metric and mode the search optimised, as the hpo step recorded them on the parent run.
+
+    Parent runs made before these params existed optimised the same metric, the contract's default.
+    """
+    params = parent.data.params
+    metric = params.get(SEARCH_METRIC_PARAM) or SEARCH_METRIC
+    mode = params.get(SEARCH_MODE_PARAM) or SEARCH_MODE
     if mode not in ("min", "max"):
         raise StepError(f"parent run {parent.info.run_id}: mode {mode!r} must be 'min' or 'max'")
     return metric, mode

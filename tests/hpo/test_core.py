@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
 from shared.settings import Settings
-from steps.hpo.cli import app
-from steps.hpo.config import HpoInput, HpoResult
+from steps.hpo.cli import main
+from tests.cli_helpers import run_main
+from steps.hpo.contract import HpoInput, HpoResult
 from steps.hpo.core import find_result, run_search
 
 
@@ -37,13 +37,13 @@ def test_bad_search_space_fails_naming_the_entry(tokenized_dir, tmp_path, mlflow
 
 def test_unreachable_mlflow_fails_fast(tokenized_dir, tiny_base_model):
     settings = Settings(mlflow_tracking_uri="http://127.0.0.1:9")
-    with pytest.raises(StepError, match="127.0.0.1:9 is unreachable"):
+    with pytest.raises(TransientError, match="127.0.0.1:9 is unreachable"):
         run_search(HpoInput(tokenized_dir=tokenized_dir, model=str(tiny_base_model)), settings)
 
 
 def test_unreachable_ray_address_fails_fast(tokenized_dir, tiny_base_model, mlflow_settings):
     inp = HpoInput(tokenized_dir=tokenized_dir, model=str(tiny_base_model), ray_address="127.0.0.1:9")
-    with pytest.raises(StepError, match="Ray cluster at 127.0.0.1:9 is unreachable"):
+    with pytest.raises(TransientError, match="Ray cluster at 127.0.0.1:9 is unreachable"):
         run_search(inp, mlflow_settings)
     assert _no_runs(mlflow_settings)
 
@@ -73,7 +73,7 @@ def test_more_gpus_than_the_cluster_has_fails_before_any_trial(
     assert _no_runs(mlflow_settings)
 
 
-def test_result_command_recovers_the_newest_finished_search(mlflow_settings, tmp_path):
+def test_result_command_recovers_the_newest_finished_search(mlflow_settings, tmp_path, capsys):
     from mlflow.tracking import MlflowClient
 
     from shared.mlflow_utils import connect
@@ -97,8 +97,8 @@ def test_result_command_recovers_the_newest_finished_search(mlflow_settings, tmp
         client.set_terminated(rid, status=status)
 
     result_dir = tmp_path / "result"
-    out = CliRunner().invoke(app, ["result", "--workflow-uid", "wf-1", "--result-dir", str(result_dir)])
-    assert out.exit_code == 0, out.output
+    code, out = run_main(main, ["result", "--workflow-uid", "wf-1", "--result-dir", str(result_dir)], capsys)
+    assert code == 0, out
     result = HpoResult.model_validate_json((result_dir / "result.json").read_text())
     assert result.best_run_id == "child-1"  # the newest FINISHED one, not the failed one
     assert result.best_config == {"learning_rate": 2e-5}
@@ -107,12 +107,13 @@ def test_result_command_recovers_the_newest_finished_search(mlflow_settings, tmp
         find_result("wf-unknown", mlflow_settings)
 
 
-def test_cli_bad_input_exits_2_with_the_problem(tmp_path, mlflow_settings):
-    runner = CliRunner()
-    out = runner.invoke(app, ["--tokenized-dir", str(tmp_path / "nope"), "--result-dir", str(tmp_path)])
-    assert out.exit_code == 2
-    out = runner.invoke(app, ["--tokenized-dir", str(tmp_path), "--num-samples", "0"])
-    assert out.exit_code == 2
+def test_cli_bad_input_exits_2_with_the_problem(tmp_path, mlflow_settings, capsys):
+    code, out = run_main(main, ["--tokenized-dir", str(tmp_path / "nope"), "--result-dir", str(tmp_path)], capsys)
+    assert code == 2 and "nope" in out and "Traceback" not in out
+    code, out = run_main(main, ["--tokenized-dir", str(tmp_path), "--num-samples", "0"], capsys)
+    assert code == 2 and "--num-samples: Input should be greater than or equal to 1" in out
+    code, out = run_main(main, ["--tokenized-dir", str(tmp_path), "--num-epochs", "2"], capsys)
+    assert code == 2 and "--num-epochs" in out  # renamed to --max-epochs: an unknown flag is bad input
     assert not (tmp_path / "result.json").exists()
 
 

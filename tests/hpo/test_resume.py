@@ -22,7 +22,7 @@ def _cli(tokenized_dir, model, storage, result_dir, *extra) -> list[str]:
     return [
         sys.executable, "-m", "steps.hpo",
         "--tokenized-dir", str(tokenized_dir), "--model", str(model),
-        "--num-samples", "3", "--num-epochs", "2", "--limit", "120",
+        "--num-samples", "3", "--max-epochs", "2", "--limit", "120",
         "--cpus-per-trial", "1", "--ray-num-cpus", "2",
         "--seed", "3", "--storage-dir", str(storage), "--result-dir", str(result_dir), *extra,
     ]  # fmt: skip

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.hpo.config import HpoInput
+from steps.hpo.contract import HpoInput
 from steps.hpo.core import find_result, run_search
 from steps.hpo.tracking import FAILED, FINISHED, KILLED, TRIAL_ID_TAG
 
@@ -25,11 +25,11 @@ def _input(tokenized_dir: Path, tiny_base_model: Path, tmp_path: Path, space: Pa
         tokenized_dir=tokenized_dir,
         model=str(tiny_base_model),
         num_samples=4,
-        num_epochs=4,
+        max_epochs=4,
         search_space=space,
         cpus_per_trial=1,
         ray_num_cpus=2,
-        reduction_factor=2,
+        asha_reduction_factor=2,
         storage_dir=tmp_path / "tune",
         seed=1,
         dataset_hash="abc123",
@@ -106,7 +106,7 @@ def test_crashing_trial_is_retried_recorded_failed_and_search_completes(
 
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # Ray workers cannot import tests/
     inp = _input(
-        tokenized_dir, tiny_base_model, tmp_path, small_space, num_samples=3, num_epochs=2, max_failures=1
+        tokenized_dir, tiny_base_model, tmp_path, small_space, num_samples=3, max_epochs=2, max_failures=1
     )
     result = run_search(inp, mlflow_settings, trial_fn=crash_second_trial)
     client = MlflowClient()

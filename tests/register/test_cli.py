@@ -1,39 +1,42 @@
 """The CLI's contract without a server: flag validation and an unreachable tracking server."""
 
 import pytest
-from typer.testing import CliRunner
 
-from steps.register.cli import app
-from steps.register.core import RegisterInput
+from shared.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT
+from steps.register.cli import main
+from steps.register.contract import RegisterInput
+from tests.cli_helpers import run_main
 from tests.mlflow_server import free_port
 
 
 def test_exactly_one_parent_reference_is_required(tmp_path):
-    with pytest.raises(ValueError, match="exactly one of parent_run_id or workflow_uid"):
+    with pytest.raises(ValueError, match="exactly one of --parent-run-id or --workflow-uid"):
         RegisterInput(dataset_dir=tmp_path)
     with pytest.raises(ValueError, match="exactly one"):
         RegisterInput(dataset_dir=tmp_path, parent_run_id="a", workflow_uid="b")
     assert RegisterInput(dataset_dir=tmp_path, workflow_uid="b").model_name == "emotion-classifier"
 
 
-def test_bad_flags_exit_2_naming_the_flag(tmp_path):
-    result = CliRunner().invoke(
-        app, ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "loss"]
-    )
-    assert result.exit_code == 2
-    assert "--metric" in result.output and "accuracy" in result.output
-    result = CliRunner().invoke(app, ["--dataset-dir", str(tmp_path), "--tolerance", "-1"])
-    assert result.exit_code == 2 and "--tolerance" in result.output
+def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys):
+    code, out = run_main(main, ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "loss"], capsys)
+    assert code == EXIT_BAD_INPUT
+    assert "--metric" in out and "accuracy" in out
+    argv = ["--workflow-uid", "u", "--dataset-dir", str(tmp_path), "--promotion-tolerance", "-1", "--eval-limit", "x"]
+    code, out = run_main(main, argv, capsys)
+    # every problem on one line, each naming its flag
+    assert code == EXIT_BAD_INPUT and "--promotion-tolerance: " in out and "--eval-limit: " in out
+    code, out = run_main(main, ["--dataset-dir", str(tmp_path), "--tolerance", "0.1"], capsys)
+    assert code == EXIT_BAD_INPUT and "unrecognized arguments: --tolerance" in out
 
 
-def test_unreachable_tracking_server_is_a_clear_error(tmp_path, monkeypatch):
+def test_unreachable_tracking_server_is_transient(tmp_path, monkeypatch, capsys):
+    """A closed port is a service down for now: exit 75, which the workflow retries."""
     url = f"http://127.0.0.1:{free_port()}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", url)
-    result = CliRunner().invoke(
-        app, ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--result-dir", str(tmp_path / "r")]
-    )
-    assert result.exit_code == 2
-    assert f"MLflow tracking server {url} is unreachable" in result.output
+    argv = ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--result-dir", str(tmp_path / "r")]
+    code, out = run_main(main, argv, capsys)
+    assert code == EXIT_TRANSIENT
+    assert f"MLflow tracking server {url} is unreachable" in out
     assert not (tmp_path / "r" / "result.json").exists()
 
 
@@ -53,7 +56,7 @@ def test_module_entry_point_lists_the_contract_flags():
         "--workflow-uid",
         "--dataset-dir",
         "--model-name",
-        "--tolerance",
+        "--promotion-tolerance",
         "--result-dir",
     ):
         assert flag in out

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from shared.errors import StepError
 from steps.register.core import RegisterInput, register
@@ -48,7 +47,7 @@ def test_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_wors
             parent_run_id=search.parent_run_id,
             dataset_dir=dataset_dir,
             model_name=name,
-            tolerance=tolerance,
+            promotion_tolerance=tolerance,
             eval_limit=limit,
         )
         return register(inp, register_settings)
@@ -122,7 +121,7 @@ def test_rerun_reuses_the_version_and_the_version_carries_lineage(
     assert tags["registered_by_argo_workflow_uid"] == "wf-register-step"
     assert tags["docker_image_tag"] == "hpo-image-1.2.3"
     assert (tags["dataset_hash"], tags["dvc_registry_url"]) == ("d5e7a11", "/srv/data-registry")
-    assert tags["dvc_data_version"] == register_settings.dvc_data_version
+    assert tags["dvc_data_version"] == "emotion-v1.0.0"
     assert len(tags["code_version"]) >= 7
     assert float(tags["eval_accuracy"]) == pytest.approx(first.challenger_accuracy, abs=1e-6)
     for needle in (search.parent_run_id, child, "t001", "learning_rate=3e-05", "d5e7a11", "wf-hpo-lineage"):
@@ -162,9 +161,10 @@ def test_registered_model_loads_as_pyfunc_and_as_safetensors(
 
 
 def test_cli_finds_the_newest_parent_of_a_workflow_and_writes_result_files(
-    make_search, constant_model_dirs, register_settings, dataset_dir, tmp_path, monkeypatch
+    make_search, constant_model_dirs, register_settings, dataset_dir, tmp_path, monkeypatch, capsys
 ):
-    from steps.register.cli import app
+    from steps.register.cli import main
+    from tests.cli_helpers import run_main
 
     name = unique_model_name("cli")
     make_search([Trial(constant_model_dirs["surprise"], 0.3)], workflow_uid="wf-cli")
@@ -173,8 +173,8 @@ def test_cli_finds_the_newest_parent_of_a_workflow_and_writes_result_files(
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", register_settings.mlflow_experiment_name)
     args = ["--workflow-uid", "wf-cli", "--dataset-dir", str(dataset_dir), "--model-name", name]
     args += ["--eval-limit", "60", "--metric", "f1_macro", "--result-dir", str(tmp_path)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
+    code, out = run_main(main, args, capsys)
+    assert code == 0, out
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["parent_run_id"] == newest.parent_run_id and data["source_run_id"] == newest.child_run_ids[0]
     assert data["metric"] == "f1_macro" and "f1_macro" in data["reason"]
@@ -182,8 +182,8 @@ def test_cli_finds_the_newest_parent_of_a_workflow_and_writes_result_files(
     assert (tmp_path / "version").read_text() == "1"
     assert (tmp_path / "model-uri").read_text() == f"models:/{name}/1"
 
-    result = CliRunner().invoke(app, ["--workflow-uid", "wf-none", "--dataset-dir", str(dataset_dir)])
-    assert result.exit_code == 2 and "no parent run tagged argo_workflow_uid=wf-none" in result.output
+    code, out = run_main(main, ["--workflow-uid", "wf-none", "--dataset-dir", str(dataset_dir)], capsys)
+    assert code == 2 and "no parent run tagged argo_workflow_uid=wf-none" in out
 
 
 def test_bad_runs_are_clear_errors_and_register_nothing(

@@ -44,7 +44,7 @@ def test_lowest_val_loss_among_finished_children_wins():
 
 def test_parent_search_metric_and_mode_are_honoured():
     client = _Client(_child("a", val_loss=0.5, val_accuracy=0.9), _child("b", val_loss=0.3, val_accuracy=0.8))
-    parent = _run("p", params={"metric": "val_accuracy", "mode": "max"})
+    parent = _run("p", params={"search_metric": "val_accuracy", "search_mode": "max"})
     assert find_best_child(client, parent).info.run_id == "a"
 
 
