@@ -276,7 +276,8 @@ def s3_pipeline_data(
     shutil.rmtree(registry / ".dvc" / "cache", ignore_errors=True)
     step_runner(
         "steps.dvc_fetch",
-        "--registry-url", f"file://{registry}", "--data-version", "emotion-v1.0.0", "--data-path", "data/emotion",
+        "--registry-url", f"file://{registry}", "--data-version", "emotion-v1.0.0",
+        "--data-path", "data/emotion",
         "--output-dir", str(tmp / "dataset"), "--result-dir", str(tmp / "fetch-result"),
     )  # fmt: skip
     step_runner(

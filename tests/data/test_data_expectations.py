@@ -93,7 +93,9 @@ def test_full_dataset_through_registry_fetch_and_tokenize(dataset_dir, tmp_path,
     assert built.version == "emotion-v1.0.0" and built.rows == {"train": 16000, "validation": 2000}
     fetched = fetch(
         FetchInput(
-            registry_url=str(tmp_path / "data-registry"), data_version="emotion-v1.0.0", output_dir=tmp_path / "ds"
+            registry_url=str(tmp_path / "data-registry"),
+            data_version="emotion-v1.0.0",
+            output_dir=tmp_path / "ds",
         )
     )
     meta = json.loads((dataset_dir / "metadata.json").read_text())

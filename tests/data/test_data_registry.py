@@ -102,7 +102,9 @@ def test_rerun_repairs_a_wiped_remote(registry_copy, small_source, tmp_path):
     assert remote_objects(remote)
     shutil.rmtree(registry_copy / ".dvc" / "cache")  # now only the remote can serve the data
     result = fetch(
-        FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.1.0", output_dir=tmp_path / "out")
+        FetchInput(
+            registry_url=str(registry_copy), data_version="emotion-v1.1.0", output_dir=tmp_path / "out"
+        )
     )
     assert result.rows["train"] == 180
 

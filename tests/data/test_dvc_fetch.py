@@ -47,7 +47,8 @@ def assert_untouched(out: Path) -> None:
 
 
 def test_fetch_a_tagged_version(registry, small_source, tmp_path):
-    result = fetch(FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", output_dir=tmp_path / "ds"))
+    inp = FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", output_dir=tmp_path / "ds")
+    result = fetch(inp)
     assert result.resolved_commit == result.commit == git(registry, "rev-parse", "emotion-v1.0.0^{commit}")
     assert result.dataset_hash == recorded_md5(registry, "emotion-v1.0.0")
     assert result.data_version == "emotion-v1.0.0" and result.data_path == "data/emotion"
@@ -72,7 +73,9 @@ def test_fetch_by_branch_or_commit(registry, tmp_path, rev):
     head = git(registry, "rev-parse", "main")
     result = fetch(
         FetchInput(
-            registry_url=str(registry), data_version=head if rev == "commit" else rev, output_dir=tmp_path / "ds"
+            registry_url=str(registry),
+            data_version=head if rev == "commit" else rev,
+            output_dir=tmp_path / "ds",
         )
     )
     assert result.resolved_commit == head
@@ -104,7 +107,7 @@ def test_unreachable_registry_is_named(tmp_path, out, kind):
 
 def test_missing_path_in_registry_is_named(registry, out):
     with pytest.raises(StepError, match=r"'data/other' does not exist in the registry"):
-        fetch(FetchInput(registry_url=str(registry), data_version="emotion-v1.0.0", data_path="data/other", output_dir=out))
+        fetch(FetchInput(registry_url=str(registry), data_path="data/other", output_dir=out))
     assert_untouched(out)
 
 
@@ -240,7 +243,9 @@ def test_cli_takes_the_version_from_the_data_version_flag(registry, tmp_path):
 
 
 def test_cli_bad_input_exits_2_with_one_clear_message(registry, tmp_path):
-    proc = _cli("--registry-url", str(registry), "--output-dir", str(tmp_path / "ds"), "--data-version", "nope")
+    proc = _cli(
+        "--registry-url", str(registry), "--output-dir", str(tmp_path / "ds"), "--data-version", "nope"
+    )
     assert proc.returncode == 2
     assert "available dataset tags: emotion-v1.0.0, emotion-v1.1.0" in " ".join(proc.stderr.split())
     assert "Traceback" not in proc.stderr

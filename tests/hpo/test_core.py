@@ -9,9 +9,9 @@ import pytest
 from shared.errors import StepError, TransientError
 from shared.settings import Settings
 from steps.hpo.cli import main
-from tests.cli_helpers import run_main
 from steps.hpo.contract import HpoInput, HpoResult
 from steps.hpo.core import find_result, run_search
+from tests.cli_helpers import run_main
 
 
 def _no_runs(settings: Settings) -> bool:
@@ -108,7 +108,8 @@ def test_result_command_recovers_the_newest_finished_search(mlflow_settings, tmp
 
 
 def test_cli_bad_input_exits_2_with_the_problem(tmp_path, mlflow_settings, capsys):
-    code, out = run_main(main, ["--tokenized-dir", str(tmp_path / "nope"), "--result-dir", str(tmp_path)], capsys)
+    argv = ["--tokenized-dir", str(tmp_path / "nope"), "--result-dir", str(tmp_path)]
+    code, out = run_main(main, argv, capsys)
     assert code == 2 and "nope" in out and "Traceback" not in out
     code, out = run_main(main, ["--tokenized-dir", str(tmp_path), "--num-samples", "0"], capsys)
     assert code == 2 and "--num-samples: Input should be greater than or equal to 1" in out

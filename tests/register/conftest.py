@@ -72,7 +72,10 @@ def make_search(register_settings):
             update={"argo_workflow_uid": workflow_uid, "docker_image_tag": "hpo-image-1.2.3"}
         )
         tags = lineage_tags(
-            hpo_settings, dataset_hash=dataset_hash, registry_url="/srv/data-registry", data_version="emotion-v1.0.0"
+            hpo_settings,
+            dataset_hash=dataset_hash,
+            registry_url="/srv/data-registry",
+            data_version="emotion-v1.0.0",
         )
         child_ids = []
         with mlflow.start_run(run_name=f"hpo-{uuid.uuid4().hex[:8]}", tags=tags) as parent:

@@ -18,10 +18,12 @@ def test_exactly_one_parent_reference_is_required(tmp_path):
 
 
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys):
-    code, out = run_main(main, ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "loss"], capsys)
+    argv = ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "loss"]
+    code, out = run_main(main, argv, capsys)
     assert code == EXIT_BAD_INPUT
     assert "--metric" in out and "accuracy" in out
-    argv = ["--workflow-uid", "u", "--dataset-dir", str(tmp_path), "--promotion-tolerance", "-1", "--eval-limit", "x"]
+    argv = ["--workflow-uid", "u", "--dataset-dir", str(tmp_path)]
+    argv += ["--promotion-tolerance", "-1", "--eval-limit", "x"]
     code, out = run_main(main, argv, capsys)
     # every problem on one line, each naming its flag
     assert code == EXIT_BAD_INPUT and "--promotion-tolerance: " in out and "--eval-limit: " in out
