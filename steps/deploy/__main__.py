@@ -1,3 +1,3 @@
-from steps.deploy.cli import app
+from steps.deploy.cli import main
 
-app()
+main()

@@ -1,9 +1,11 @@
-"""`python -m steps.deploy rollout|stop|status`: the thin CLI around `steps.deploy.core`.
+"""`python -m steps.deploy rollout|stop|status`: the CLI around `steps.deploy.core`.
 
-    python -m steps.deploy rollout --model-uri models:/emotion-classifier@champion --target local \\
-        --host 127.0.0.1 --port 8000 --result-dir /tmp/result
-    python -m steps.deploy rollout --model-uri models:/emotion-classifier@champion --target kubernetes \\
-        --image ghcr.io/acme/emotion-serving:1.2.3 --namespace emotion --result-dir /tmp/result
+`rollout`'s flags are generated from `steps.deploy.contract.DeployInput`:
+
+    python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target local \\
+        --host 127.0.0.1 --serving-port 8000 --result-dir /tmp/result
+    python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target kubernetes \\
+        --image ghcr.io/acme/emotion-serving:1.2.3 --deploy-namespace emotion --result-dir /tmp/result
     python -m steps.deploy status     # what the local target runs (JSON)
     python -m steps.deploy stop       # stop the local server gracefully (`make stop`)
 """
@@ -12,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+import sys
+from collections.abc import Sequence
 
-import typer
-
-from shared.cli import run_step
 from shared.settings import Settings
-from steps.deploy.core import deploy, state_dir
-from steps.deploy.schemas import DeployInput, Target
+from shared.step_cli import run_cli
+from steps.deploy.contract import DeployInput, Target
 
-app = typer.Typer(add_completion=False, help=__doc__, no_args_is_help=True)
+PROG = "python -m steps.deploy"
+COMMANDS = ("rollout", "stop", "status")
 
 # SERVE_* settings the local server takes over from the deploy step's environment (the bind
 # address and the model URI are the step's own inputs).
@@ -43,69 +44,31 @@ def _kube_client():
     return client.ApiClient()
 
 
-@app.command()
-def rollout(
-    model_uri: str = typer.Option(
-        ..., help="models:/name@alias, models:/name/N, runs:/<id>/model or a model dir."
-    ),
-    target: Target = typer.Option(Target.local, help="local (Gunicorn on this machine) or kubernetes."),
-    host: str = typer.Option("127.0.0.1", help="local: bind address."),
-    port: int = typer.Option(8000, help="local: bind port."),
-    workers: int = typer.Option(1, help="local: Uvicorn worker processes."),
-    ready_timeout_s: float = typer.Option(
-        300.0, help="local: how long a new instance may take to pass its gate."
-    ),
-    graceful_timeout_s: int = typer.Option(
-        30, help="local: how long old workers may drain in-flight requests."
-    ),
-    image: str = typer.Option(None, help="kubernetes: the serving image (with its tag)."),
-    namespace: str = typer.Option("default", help="kubernetes: namespace."),
-    name: str = typer.Option("emotion-serving", help="kubernetes: Deployment/Service name."),
-    replicas: int = typer.Option(2, help="kubernetes: replicas."),
-    secret_name: str = typer.Option(
-        "emotion-mlflow-credentials", help="kubernetes: Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY."
-    ),
-    rollout_timeout_s: float = typer.Option(600.0, help="kubernetes: how long the rollout may take."),
-    result_dir: Path = typer.Option(None, help="Where result.json and one file per field go."),
-) -> None:
+def rollout(argv: Sequence[str]) -> None:
     """Roll out a model: start or health-gated rollover (local), or apply + wait + roll back (kubernetes)."""
-    settings = Settings()
-    inp = DeployInput(
-        model_uri=model_uri,
-        target=target,
-        host=host,
-        port=port,
-        workers=workers,
-        ready_timeout_s=ready_timeout_s,
-        graceful_timeout_s=graceful_timeout_s,
-        serve_env=_serve_env_from_environment(),
-        image=image,
-        namespace=namespace,
-        name=name,
-        replicas=replicas,
-        secret_name=secret_name,
-        rollout_timeout_s=rollout_timeout_s,
-    )
+    from steps.deploy.core import deploy
 
-    def core():
-        kube = _kube_client() if inp.target == Target.kubernetes else None
-        return deploy(inp, settings, kube_client=kube)
+    def core(inp: DeployInput):
+        inp = inp.model_copy(update={"serve_env": _serve_env_from_environment()})
+        kube = _kube_client() if inp.deploy_target == Target.kubernetes else None
+        return deploy(inp, Settings(), kube_client=kube)
 
-    result = run_step("deploy", core, result_dir)
-    typer.echo(result.model_dump_json())
+    result = run_cli("deploy", DeployInput, core, argv, prog=f"{PROG} rollout")
+    print(result.model_dump_json())
 
 
-@app.command()
-def stop() -> None:
-    """Stop the local inference server gracefully (in-flight requests finish) and clear its state."""
-    from steps.deploy.local import stop_local
+def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = argv[0] if argv else ""
+    if command == "rollout":
+        rollout(argv[1:])
+        return
+    if command in ("stop", "status") and len(argv) == 1:
+        from steps.deploy.core import state_dir
+        from steps.deploy.local import status_local, stop_local
 
-    typer.echo(json.dumps(stop_local(state_dir(Settings())), indent=2))
-
-
-@app.command()
-def status() -> None:
-    """Print the local deployment's state (model version, URL, pids, log file) and whether it is ready."""
-    from steps.deploy.local import status_local
-
-    typer.echo(json.dumps(status_local(state_dir(Settings())), indent=2))
+        action = stop_local if command == "stop" else status_local
+        print(json.dumps(action(state_dir(Settings())), indent=2))
+        return
+    print(__doc__, file=sys.stderr)
+    sys.exit(0 if command in ("-h", "--help") else 2)

@@ -12,7 +12,7 @@ from typing import Any
 
 from shared.errors import StepError
 from shared.settings import Settings
-from steps.deploy.schemas import DeployInput, DeployResult, Target
+from steps.deploy.contract import DeployInput, DeployResult, Target
 
 SERVING_DIR = "serving"
 
@@ -26,7 +26,7 @@ def deploy(
     inp: DeployInput, settings: Settings, *, kube_client: Any = None, cwd: Path | None = None
 ) -> DeployResult:
     """Roll out `inp.model_uri` to the chosen target; raise StepError (rollout aborted) on failure."""
-    if inp.target == Target.local:
+    if inp.deploy_target == Target.local:
         from steps.deploy.local import rollout_local
 
         serve_env = dict(inp.serve_env)

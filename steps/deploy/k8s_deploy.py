@@ -8,11 +8,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
+from shared.failures import TRANSIENT_HTTP_STATUS
 from shared.settings import Settings
 from steps.deploy import k8s_apply
+from steps.deploy.contract import DeployInput, DeployResult, Target
 from steps.deploy.k8s_render import MODEL_VERSION_ANNOTATION, K8sSpec, endpoint_url, render
-from steps.deploy.schemas import DeployInput, DeployResult, Target
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,11 @@ def rollout_kubernetes(
     poll_s: float = 2.0,
 ) -> DeployResult:
     if not inp.image:
-        raise StepError("--image is required for --target kubernetes (the serving image with its tag)")
+        raise StepError("--image is required for --deploy-target kubernetes (the serving image with its tag)")
     model_uri, version = resolver(inp.model_uri, settings.mlflow_tracking_uri)
     spec = K8sSpec(
         name=inp.name,
-        namespace=inp.namespace,
+        namespace=inp.deploy_namespace,
         image=inp.image,
         model_uri=model_uri,
         model_version=version,
@@ -75,31 +76,36 @@ def rollout_kubernetes(
     try:
         for manifest in render(spec):
             k8s_apply.apply_manifest(api, manifest)
-            log.info("applied %s %s/%s", manifest["kind"], inp.namespace, inp.name)
+            log.info("applied %s %s/%s", manifest["kind"], inp.deploy_namespace, inp.name)
         try:
-            k8s_apply.wait_for_rollout(api, inp.name, inp.namespace, inp.rollout_timeout_s, poll_s=poll_s)
+            k8s_apply.wait_for_rollout(
+                api, inp.name, inp.deploy_namespace, inp.rollout_timeout_s, poll_s=poll_s
+            )
         except k8s_apply.RolloutFailed as failure:
             raise StepError(_roll_back(api, version, failure, inp, poll_s)) from None
     except ApiException as exc:
-        raise StepError(
-            f"Kubernetes API error ({exc.status} {exc.reason}) deploying {inp.namespace}/{inp.name}: "
+        # 429/5xx (API server overloaded or restarting): retried; 4xx (RBAC, invalid object): bad input
+        error = TransientError if exc.status in TRANSIENT_HTTP_STATUS else StepError
+        raise error(
+            f"Kubernetes API error ({exc.status} {exc.reason}) deploying {inp.deploy_namespace}/{inp.name}: "
             f"{(exc.body or '')[:300]}"
         ) from None
+    url = endpoint_url(spec)
     return DeployResult(
-        target=Target.kubernetes, endpoint_url=endpoint_url(spec), model_uri=model_uri, served_version=version
+        deploy_target=Target.kubernetes, endpoint_url=url, model_uri=model_uri, served_version=version
     )
 
 
 def _roll_back(api: Any, version: str, failure: Exception, inp: DeployInput, poll_s: float) -> str:
     """Undo a failed rollout; return the message the step fails with."""
-    reason = f"rollout of model version {version} to {inp.namespace}/{inp.name} failed: {failure}"
-    current = k8s_apply.read_deployment(api, inp.name, inp.namespace)
+    reason = f"rollout of model version {version} to {inp.deploy_namespace}/{inp.name} failed: {failure}"
+    current = k8s_apply.read_deployment(api, inp.name, inp.deploy_namespace)
     revision = k8s_apply.rollback(api, current)
     if revision is None:
         return f"{reason}; there is no previous revision to roll back to"
     try:
         restored = k8s_apply.wait_for_rollout(
-            api, inp.name, inp.namespace, inp.rollout_timeout_s, poll_s=poll_s
+            api, inp.name, inp.deploy_namespace, inp.rollout_timeout_s, poll_s=poll_s
         )
     except k8s_apply.RolloutFailed as exc:
         return f"{reason}; rolled back to revision {revision}, but that did not become ready either: {exc}"

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from shared.errors import StepError
 from steps.deploy import procs
+from steps.deploy.contract import DeployInput, DeployResult, Target
 from steps.deploy.gated_app import GATE_TIMEOUT_ENV
 from steps.deploy.probe import smoke_predict, wait_ready
-from steps.deploy.schemas import DeployInput, DeployResult, Target
 from steps.deploy.state import (
     PID_FILE,
     SERVER_CONFIG_FILE,
@@ -87,14 +87,14 @@ def rollout_local(inp: DeployInput, state_dir: Path, cwd: Path) -> DeployResult:
     if state is None:
         state = _start(inp, state_dir, cwd)
     else:
-        if (state.host, state.port) != (inp.host, inp.port):
+        if (state.host, state.port) != (inp.host, inp.serving_port):
             raise StepError(
                 f"a server already runs at {state.url}; roll out to the same --host/--port "
                 f"or stop it first (python -m steps.deploy stop)"
             )
         state = _roll_over(inp, state, state_dir, cwd)
     return DeployResult(
-        target=Target.local,
+        deploy_target=Target.local,
         endpoint_url=state.url,
         model_uri=state.model_uri,
         served_version=state.model_version,
@@ -102,12 +102,16 @@ def rollout_local(inp: DeployInput, state_dir: Path, cwd: Path) -> DeployResult:
 
 
 def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
-    if not procs.port_is_free(inp.host, inp.port):
-        raise StepError(f"port {inp.port} on {inp.host} is already in use by another program; choose --port")
-    url = f"http://{inp.host}:{inp.port}"
+    if not procs.port_is_free(inp.host, inp.serving_port):
+        raise StepError(
+            f"port {inp.serving_port} on {inp.host} is already in use by another program; "
+            "choose --serving-port"
+        )
+    url = f"http://{inp.host}:{inp.serving_port}"
     log_file = state_dir / SERVER_LOG_FILE
     config_path = state_dir / SERVER_CONFIG_FILE
-    config = _server_config(inp, f"{inp.host}:{inp.port}", inp.host, inp.port, log_file, state_dir / PID_FILE)
+    bind = f"{inp.host}:{inp.serving_port}"
+    config = _server_config(inp, bind, inp.host, inp.serving_port, log_file, state_dir / PID_FILE)
     write_json_model(config_path, config)
     proc = procs.spawn_gunicorn(config_path, log_file, cwd)
     log.info("started Gunicorn master pid %s for %s at %s", proc.pid, inp.model_uri, url)
@@ -127,7 +131,7 @@ def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
         model_version=version,
         url=url,
         host=inp.host,
-        port=inp.port,
+        port=inp.serving_port,
         master_pid=proc.pid,
         worker_pids=procs.worker_pids(proc.pid),
         log_file=str(log_file),

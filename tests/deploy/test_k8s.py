@@ -11,9 +11,9 @@ from kubernetes import client
 
 from shared.errors import StepError
 from shared.settings import Settings
+from steps.deploy.contract import DeployInput, Target
 from steps.deploy.k8s_deploy import resolve_model_version, rollout_kubernetes
 from steps.deploy.k8s_render import MODEL_VERSION_ANNOTATION, K8sSpec, render
-from steps.deploy.schemas import DeployInput, Target
 from tests.deploy.fake_kube_api import FakeKubeApi
 
 K8S_VERSION = "1.33.0"
@@ -134,9 +134,9 @@ def _api(fake: FakeKubeApi) -> client.ApiClient:
 def _deploy(fake: FakeKubeApi, version: str, timeout_s: float = 5.0):
     inp = DeployInput(
         model_uri=f"models:/emotion-classifier/{version}",
-        target=Target.kubernetes,
+        deploy_target=Target.kubernetes,
         image="ghcr.io/acme/emotion-serving:1.2.3",
-        namespace="emotion",
+        deploy_namespace="emotion",
         rollout_timeout_s=timeout_s,
     )
     return rollout_kubernetes(
@@ -193,29 +193,28 @@ def test_fake_api_failed_first_rollout_has_nothing_to_roll_back_to():
             _deploy(fake, "1", timeout_s=0.3)
 
 
-def test_cli_exits_non_zero_when_the_rollout_is_rolled_back(monkeypatch, tmp_path):
-    from typer.testing import CliRunner
-
+def test_cli_exits_non_zero_when_the_rollout_is_rolled_back(monkeypatch, tmp_path, capsys):
     from steps.deploy import cli
+    from tests.cli_helpers import run_main
 
     with FakeKubeApi(broken_versions={"9"}) as fake:
         monkeypatch.setattr(cli, "_kube_client", lambda: _api(fake))
         args = [
             "rollout",
-            "--target",
+            "--deploy-target",
             "kubernetes",
             "--image",
             "img:1",
-            "--namespace",
+            "--deploy-namespace",
             "emotion",
             "--rollout-timeout-s",
             "0.3",
             "--result-dir",
             str(tmp_path),
         ]
-        ok = CliRunner().invoke(cli.app, [*args, "--model-uri", "models:/emotion-classifier/8"])
-        assert ok.exit_code == 0, ok.output
+        code, out = run_main(cli.main, [*args, "--model-uri", "models:/emotion-classifier/8"], capsys)
+        assert code == 0, out
         assert (tmp_path / "served-version").read_text() == "8"
-        bad = CliRunner().invoke(cli.app, [*args, "--model-uri", "models:/emotion-classifier/9"])
-        assert bad.exit_code == 2
+        code, out = run_main(cli.main, [*args, "--model-uri", "models:/emotion-classifier/9"], capsys)
+        assert code == 2, out
         assert _served_version(fake) == "8"

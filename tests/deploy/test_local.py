@@ -83,7 +83,7 @@ def server_v1(deploy_env: dict[str, str], tmp_path: Path):
         "rollout",
         "--model-uri",
         f"models:/{MODEL}/1",
-        "--port",
+        "--serving-port",
         str(port),
         "--result-dir",
         str(result_dir),
@@ -150,7 +150,7 @@ def test_rollout_under_load_drops_no_request_and_switches_version(server_v1, dep
             "rollout",
             "--model-uri",
             f"models:/{MODEL}/2",
-            "--port",
+            "--serving-port",
             str(port),
             "--result-dir",
             str(tmp_path / "result-v2"),
@@ -181,7 +181,7 @@ def test_broken_model_is_refused_and_the_old_version_keeps_serving(server_v1, de
         "rollout",
         "--model-uri",
         f"models:/{MODEL}/3",
-        "--port",
+        "--serving-port",
         str(port),
         "--ready-timeout-s",
         "120",
@@ -225,13 +225,13 @@ def test_a_stale_state_file_is_not_trusted(tmp_path):
 
 def test_the_port_must_be_free_for_a_fresh_start(tmp_path):
     from shared.errors import StepError
+    from steps.deploy.contract import DeployInput
     from steps.deploy.local import rollout_local
-    from steps.deploy.schemas import DeployInput
 
     with procs.listening_socket() as busy:
         port = busy.getsockname()[1]
         with pytest.raises(StepError, match=f"port {port} .* already in use"):
-            rollout_local(DeployInput(model_uri="/nowhere", port=port), tmp_path, ROOT)
+            rollout_local(DeployInput(model_uri="/nowhere", serving_port=port), tmp_path, ROOT)
 
 
 async def _lifespan_messages(app) -> list[dict]:

@@ -1,0 +1,63 @@
+"""The deploy step's contract: its inputs (= CLI flags = workflow parameters) and its result."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Target(StrEnum):
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+class DeployInput(BaseModel):
+    """Roll out a model: health-gated rollover (local), or apply + wait + roll back (kubernetes)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_uri: str = Field(
+        min_length=1, description="models:/name/N, models:/name@alias, runs:/<id>/model or a model dir"
+    )
+    deploy_target: Target = Field(Target.local, description="local (Gunicorn on this machine) or kubernetes")
+    # local target
+    host: str = Field("127.0.0.1", description="local: bind address")
+    serving_port: int = Field(
+        default=8000, ge=1, le=65535, description="local: the port the server listens on"
+    )
+    workers: int = Field(default=1, ge=1, le=16, description="local: Uvicorn worker processes")
+    ready_timeout_s: float = Field(
+        default=300.0, gt=0, description="local: how long a new instance may take to pass its gate"
+    )
+    graceful_timeout_s: int = Field(
+        default=30, ge=1, description="local: how long old workers may drain in-flight requests"
+    )
+    serve_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra environment for the server (SERVE_*, MLFLOW_TRACKING_URI)",
+        json_schema_extra={"cli": False},  # taken from the step's own environment, not a flag
+    )
+    # kubernetes target
+    image: str | None = Field(None, description="kubernetes: the serving image (with its tag)")
+    deploy_namespace: str = Field("default", min_length=1, description="kubernetes: namespace")
+    name: str = Field(
+        default="emotion-serving",
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$",
+        description="kubernetes: Deployment/Service name",
+    )
+    replicas: int = Field(default=2, ge=1, description="kubernetes: replicas")
+    secret_name: str = Field(
+        "emotion-mlflow-credentials",
+        description="kubernetes: Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    )
+    rollout_timeout_s: float = Field(
+        default=600.0, gt=0, description="kubernetes: how long the rollout may take"
+    )
+
+
+class DeployResult(BaseModel):
+    deploy_target: Target
+    endpoint_url: str
+    model_uri: str
+    served_version: str
