@@ -36,7 +36,6 @@ from hera.workflows import (
     RawArtifact,
     Resource,
     Resources,
-    RetryStrategy,
     S3Artifact,
     SecretEnv,
     Workflow,
@@ -44,7 +43,6 @@ from hera.workflows import (
 )
 from hera.workflows.models import Artifact as ArtifactModel
 from hera.workflows.models import (
-    Backoff,
     Cache,
     LocalObjectReference,
     ManifestFrom,
@@ -52,15 +50,29 @@ from hera.workflows.models import (
     ValueFrom,
     WorkflowTemplateRef,
 )
+from pydantic import BaseModel
 
-from pipelines import cache_key, parameters
+from pipelines import cache_key, parameters, rayjob
+from pipelines.contract_templates import (
+    cli_args,
+    result_args,
+    result_outputs,
+    retry,
+    workflow_fields,
+    wp,
+)
 from pipelines.rayjob import CONFIG_MAP, FAILURE_CONDITION, S3_SECRET, SUCCESS_CONDITION
+from shared.step_cli import flag_name
+from steps.deploy.contract import DeployInput, DeployResult
+from steps.dvc_fetch.contract import FetchInput, FetchResult
+from steps.hpo.contract import HpoInput, HpoResult, HpoResultQuery
+from steps.register.contract import RegisterInput, RegisterResult
+from steps.tokenize.contract import TokenizeInput, TokenizeResult
 
 NAME = "emotion-hpo"
 SERVICE_ACCOUNT = "emotion-hpo"
 MEMO_CONFIGMAP = "emotion-hpo-memo"
 MEMO_MAX_AGE = "720h"
-RESULT_DIR = "/tmp/result"
 TRAIN_IMAGE = "{{workflow.parameters.image-registry}}/emotion-hpo-train:{{workflow.parameters.image-tag}}"
 SERVING_IMAGE = "{{workflow.parameters.image-registry}}/emotion-hpo-serving:{{workflow.parameters.image-tag}}"
 TOKENIZED_PREFIX = "emotion-hpo/tokenized"
@@ -70,33 +82,12 @@ IN_POD = "'{{workflow.parameters.hpo-runner}}' == 'in-pod'"
 RAYJOB = "'{{workflow.parameters.hpo-runner}}' == 'rayjob'"
 PROMOTED = "{{tasks.register.outputs.parameters.promoted}} == true"
 
-HPO_OUTPUTS = (
-    "parent-run-id",
-    "best-run-id",
-    "best-trial-id",
-    "best-val-loss",
-    "best-val-accuracy",
-    "best-config",
-    "experiment-id",
-    "model-uri",
-)
-
-
-def wp(name: str) -> str:
-    """`{{workflow.parameters.<name>}}`, checked against the declared parameters."""
-    if name not in parameters.BY_NAME:
-        raise KeyError(f"no workflow parameter {name!r}")
-    return f"{{{{workflow.parameters.{name}}}}}"
-
 
 def _env() -> list:
-    """Lineage and platform settings for every step; secrets only by reference (optional)."""
+    """Platform settings and lineage for every step; secrets only by reference (optional)."""
     return [
-        Env(name="MLFLOW_TRACKING_URI", value=wp("mlflow-tracking-uri")),
-        Env(name="MLFLOW_EXPERIMENT_NAME", value=wp("mlflow-experiment-name")),
-        Env(name="DVC_DATA_VERSION", value=wp("data-version")),
+        *(Env(name=env, value=wp(param)) for env, param in rayjob.ENV_PARAMETERS.items()),
         Env(name="ARGO_WORKFLOW_UID", value="{{workflow.uid}}"),
-        Env(name="DOCKER_IMAGE_TAG", value=wp("image-tag")),
         SecretEnv(
             name="AWS_ACCESS_KEY_ID", secret_name=S3_SECRET, secret_key="AWS_ACCESS_KEY_ID", optional=True
         ),
@@ -115,143 +106,117 @@ def _env() -> list:
     ]
 
 
-def _retry(limit: int, *, policy: str = "Always", duration: str = "30s") -> RetryStrategy:
-    """Retry transient failures with exponential backoff; exit code 2 (bad input, StepError) never."""
-    return RetryStrategy(
-        limit=limit,
-        retry_policy=policy,
-        expression="asInt(lastRetry.exitCode) != 2" if policy == "Always" else None,
-        backoff=Backoff(duration=duration, factor=2, max_duration="15m"),
-    )
-
-
 def _memoize(key: str) -> Memoize:
     return Memoize(
         key=key, max_age=MEMO_MAX_AGE, cache=Cache(config_map=LocalObjectReference(name=MEMO_CONFIGMAP))
     )
 
 
-def _result_outputs(fields: tuple[str, ...]) -> list:
-    return [Artifact(name="result", path=RESULT_DIR)] + [
-        Parameter(name=f, value_from=ValueFrom(path=f"{RESULT_DIR}/{f}")) for f in fields
-    ]
-
-
-def _step(
+def _container(
     name: str,
     module: str,
     args: list[str],
     *,
-    outputs: tuple[str, ...],
+    result: type[BaseModel] | None,
     deadline: int,
     resources: Resources,
-    retry: RetryStrategy | None,
+    retry_limit: int,
+    retry_duration: str = "30s",
     inputs: list | None = None,
     extra_outputs: list | None = None,
-    result: bool = True,
     **kwargs: Any,
 ) -> Container:
-    """A container template running `python -m <module> <args> --result-dir /tmp/result`."""
+    """A container template running `python -m <module> <args>` under the failure policy's retry rule;
+    with a `result` model it also takes `--result-dir` and exposes the result's fields as outputs."""
     return Container(
         name=name,
         image=TRAIN_IMAGE,
         command=["python", "-m", module],
-        args=[*args, "--result-dir", "{{outputs.artifacts.result.path}}"] if result else args,
+        args=[*args, *result_args()] if result is not None else args,
         env=_env(),
         inputs=inputs or [],
-        outputs=[*(extra_outputs or []), *(_result_outputs(outputs) if result else [])],
+        outputs=[*(extra_outputs or []), *(result_outputs(result) if result is not None else [])],
         resources=resources,
-        retry_strategy=retry,
+        retry_strategy=retry(retry_limit, duration=retry_duration),
         active_deadline_seconds=deadline,
         **kwargs,
     )
 
 
-def _search_args() -> list[str]:
-    """The search settings, passed alike to the in-pod hpo step and the RayJob's entrypoint."""
-    return [
-        "--model",
-        wp("model"),
-        "--num-samples",
-        wp("num-samples"),
-        "--num-epochs",
-        wp("max-epochs"),
-        "--search-alg",
-        wp("search-alg"),
-        "--grace-period",
-        wp("asha-grace-period"),
-        "--reduction-factor",
-        wp("asha-reduction-factor"),
-    ]
+# Lineage of the data, from the dvc-fetch step's result (input parameters of the hpo templates).
+LINEAGE_FIELDS = ("data_version", "dataset_hash", "registry_url")
 
 
-def _trial_resource_args() -> list[str]:
-    return ["--cpus-per-trial", wp("cpus-per-trial"), "--gpus-per-trial", wp("gpus-per-trial")]
+def _lineage_inputs() -> list:
+    return [Parameter(name=flag_name(f)) for f in LINEAGE_FIELDS]
 
 
-def _lineage_args() -> list[str]:
-    """Lineage of the data, from the template's inputs (set from the dvc-fetch step's result)."""
-    return [
-        "--data-version",
-        "{{inputs.parameters.data-version}}",
-        "--dataset-hash",
-        "{{inputs.parameters.dataset-hash}}",
-        "--registry-url",
-        "{{inputs.parameters.registry-url}}",
-    ]
+def hpo_search_fields() -> dict[str, str]:
+    """The search's inputs from workflow parameters, alike for the in-pod step and the RayJob."""
+    return {
+        **workflow_fields(
+            HpoInput,
+            "model",
+            "num_samples",
+            "max_epochs",
+            "search_alg",
+            "asha_grace_period",
+            "asha_reduction_factor",
+            "cpus_per_trial",
+            "gpus_per_trial",
+            "seed",
+        ),
+        **{f: f"{{{{inputs.parameters.{flag_name(f)}}}}}" for f in LINEAGE_FIELDS},
+    }
 
 
-def _define_templates() -> None:
-    """Create every template and the DAG inside the current Workflow/WorkflowTemplate context."""
-    cache_keys = _step(
+def _search_space_input() -> RawArtifact:
+    return RawArtifact(name="search-space", path="/tmp/inputs/search-space.yaml", data=wp("search-space"))
+
+
+def cache_keys_template() -> Container:
+    return _container(
         "cache-keys",
         "pipelines.cache_key",
         [arg for name in cache_key.INPUTS for arg in (f"--{name}", wp(name))],
-        outputs=("dvc-fetch", "tokenize"),
+        result=cache_key.CacheKeys,
         deadline=300,
         resources=Resources(cpu_request="100m", memory_request="256Mi"),
-        retry=_retry(3, duration="10s"),
+        retry_limit=3,
+        retry_duration="10s",
     )
-    dvc_fetch = _step(
+
+
+def dvc_fetch_template() -> Container:
+    values = {
+        **workflow_fields(FetchInput, "registry_url", "data_version", "data_path"),
+        "output_dir": "{{outputs.artifacts.dataset.path}}",
+    }
+    return _container(
         "dvc-fetch",
         "steps.dvc_fetch",
-        [
-            "--registry-url",
-            wp("registry-url"),
-            "--rev",
-            wp("data-version"),
-            "--path",
-            wp("data-path"),
-            "--output-dir",
-            "{{outputs.artifacts.dataset.path}}",
-        ],
+        cli_args(FetchInput, values),
+        result=FetchResult,
         inputs=[Parameter(name="cache-key")],
         extra_outputs=[Artifact(name="dataset", path="/tmp/outputs/dataset")],
-        outputs=("data-version", "commit", "dataset-hash", "registry-url", "rows", "class-counts"),
         deadline=1800,
         resources=Resources(cpu_request=1, memory_request="2Gi"),
-        retry=_retry(3),
+        retry_limit=3,
         memoize=_memoize("{{inputs.parameters.cache-key}}"),
     )
-    tokenize = _step(
+
+
+def tokenize_template() -> Container:
+    values = {
+        "dataset_dir": "{{inputs.artifacts.dataset.path}}",
+        **workflow_fields(TokenizeInput, "model", "max_length", "limit", "eval_limit", "seed"),
+        "output_dir": "{{outputs.artifacts.tokenized.path}}",
+    }
+    return _container(
         "tokenize-to-parquet",
         "steps.tokenize",
-        [
-            "--dataset-dir",
-            "{{inputs.artifacts.dataset.path}}",
-            "--model",
-            wp("model"),
-            "--max-length",
-            wp("max-length"),
-            "--limit",
-            wp("limit"),
-            "--eval-limit",
-            wp("eval-limit"),
-            "--seed",
-            wp("seed"),
-            "--output-dir",
-            "{{outputs.artifacts.tokenized.path}}",
-        ],
+        cli_args(TokenizeInput, values),
+        result=TokenizeResult,
         inputs=[Parameter(name="cache-key"), Artifact(name="dataset", path="/tmp/inputs/dataset")],
         # A fixed, content-addressed key (the repository's bucket) so a RayJob can download it too.
         extra_outputs=[
@@ -262,87 +227,79 @@ def _define_templates() -> None:
                 archive=NoneArchiveStrategy(),
             )
         ],
-        outputs=("rows", "model", "max-length", "tokenized-hash"),
         deadline=3600,
         resources=Resources(cpu_request=2, memory_request="4Gi"),
-        retry=_retry(2),
+        retry_limit=2,
         memoize=_memoize("{{inputs.parameters.cache-key}}"),
     )
-    lineage_inputs = [Parameter(name=n) for n in ("data-version", "dataset-hash", "registry-url")]
-    hpo = _step(
+
+
+def hpo_template() -> Container:
+    values = {
+        "tokenized_dir": "{{inputs.artifacts.tokenized.path}}",
+        "search_space": "{{inputs.artifacts.search-space.path}}",
+        **hpo_search_fields(),
+        **workflow_fields(HpoInput, "ray_address"),
+        "storage_dir": "{{outputs.artifacts.ray-results.path}}",
+    }
+    return _container(
         "hpo",
         "steps.hpo",
-        [
-            "--tokenized-dir",
-            "{{inputs.artifacts.tokenized.path}}",
-            *_search_args(),
-            "--search-space",
-            "{{inputs.artifacts.search-space.path}}",
-            *_trial_resource_args(),
-            "--ray-address",
-            wp("ray-address"),
-            "--seed",
-            wp("seed"),
-            "--storage-dir",
-            "{{outputs.artifacts.ray-results.path}}",
-            *_lineage_args(),
-        ],
+        cli_args(HpoInput, values),
+        result=HpoResult,
         inputs=[
-            *lineage_inputs,
+            *_lineage_inputs(),
             Artifact(name="tokenized", path="/tmp/inputs/tokenized"),
-            RawArtifact(name="search-space", path="/tmp/inputs/search-space.yaml", data=wp("search-space")),
+            _search_space_input(),
         ],
         extra_outputs=[Artifact(name="ray-results", path="/tmp/outputs/ray-results", optional=True)],
-        outputs=HPO_OUTPUTS,
         deadline=21600,
         resources=Resources(cpu_request=8, memory_request="32Gi", memory_limit="32Gi", gpus=1),
-        # Pod-level errors only (eviction, node loss): a failed search is not worth hours more.
-        retry=_retry(2, policy="OnError", duration="1m"),
+        retry_limit=2,
+        retry_duration="1m",
         volumes=[EmptyDirVolume(name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="8Gi")],
     )
-    manifest = _step(
+
+
+def rayjob_manifest_template() -> Container:
+    """Renders the RayJob whose entrypoint runs the hpo step with the same search fields."""
+    own = [
+        "--image",
+        TRAIN_IMAGE,
+        "--workflow-uid",
+        "{{workflow.uid}}",
+        "--workflow-name",
+        "{{workflow.name}}",
+        "--tokenized-key",
+        f"{TOKENIZED_PREFIX}/{{{{inputs.parameters.cache-key}}}}",
+        "--search-space-file",
+        "{{inputs.artifacts.search-space.path}}",
+        *[
+            item
+            for env, param in rayjob.ENV_PARAMETERS.items()
+            for item in (f"--env-{env.lower().replace('_', '-')}", wp(param))
+        ],
+        "--output",
+        "{{outputs.artifacts.manifest.path}}",
+    ]
+    # The search's fields follow `--`; `pipelines.rayjob` checks them against the hpo CLI.
+    search = cli_args(HpoInput, hpo_search_fields(), fed_elsewhere=rayjob.ADDED_FIELDS)
+    return _container(
         "hpo-rayjob-manifest",
         "pipelines.rayjob",
-        [
-            "--image",
-            TRAIN_IMAGE,
-            "--workflow-uid",
-            "{{workflow.uid}}",
-            "--workflow-name",
-            "{{workflow.name}}",
-            "--tokenized-key",
-            f"{TOKENIZED_PREFIX}/{{{{inputs.parameters.cache-key}}}}",
-            "--search-space",
-            "{{inputs.artifacts.search-space.path}}",
-            *_search_args(),
-            *_trial_resource_args(),
-            "--seed",
-            wp("seed"),
-            *_lineage_args(),
-            "--env-mlflow-tracking-uri",
-            wp("mlflow-tracking-uri"),
-            "--env-mlflow-experiment-name",
-            wp("mlflow-experiment-name"),
-            "--env-dvc-data-version",
-            wp("data-version"),
-            "--env-docker-image-tag",
-            wp("image-tag"),
-            "--output",
-            "{{outputs.artifacts.manifest.path}}",
-        ],
-        inputs=[
-            Parameter(name="cache-key"),
-            *lineage_inputs,
-            RawArtifact(name="search-space", path="/tmp/inputs/search-space.yaml", data=wp("search-space")),
-        ],
+        [*own, "--", *search],
+        result=None,
+        inputs=[Parameter(name="cache-key"), *_lineage_inputs(), _search_space_input()],
         extra_outputs=[Artifact(name="manifest", path="/tmp/outputs/rayjob.yaml")],
-        outputs=(),
-        result=False,
         deadline=300,
         resources=Resources(cpu_request="100m", memory_request="256Mi"),
-        retry=_retry(2, duration="10s"),
+        retry_limit=2,
+        retry_duration="10s",
     )
-    rayjob = Resource(
+
+
+def rayjob_template() -> Resource:
+    return Resource(
         name="hpo-rayjob",
         action="create",
         set_owner_reference=True,
@@ -353,68 +310,68 @@ def _define_templates() -> None:
         outputs=[Parameter(name="rayjob-name", value_from=ValueFrom(json_path="{.metadata.name}"))],
         active_deadline_seconds=22200,
     )
-    rayjob_result = _step(
+
+
+def rayjob_result_template() -> Container:
+    return _container(
         "hpo-rayjob-result",
         "steps.hpo",
-        ["result", "--workflow-uid", "{{workflow.uid}}"],
-        outputs=HPO_OUTPUTS,
+        ["result", *cli_args(HpoResultQuery, {"workflow_uid": "{{workflow.uid}}"})],
+        result=HpoResult,
         deadline=600,
         resources=Resources(cpu_request="250m", memory_request="512Mi"),
-        retry=_retry(3),
+        retry_limit=3,
     )
-    register = _step(
+
+
+def register_template() -> Container:
+    values = {
+        "workflow_uid": "{{workflow.uid}}",
+        "dataset_dir": "{{inputs.artifacts.dataset.path}}",
+        **workflow_fields(RegisterInput, "model_name", "promotion_tolerance", "eval_limit"),
+    }
+    return _container(
         "register",
         "steps.register",
-        [
-            "--workflow-uid",
-            "{{workflow.uid}}",
-            "--dataset-dir",
-            "{{inputs.artifacts.dataset.path}}",
-            "--model-name",
-            wp("model-name"),
-            "--tolerance",
-            wp("promotion-tolerance"),
-            "--eval-limit",
-            wp("eval-limit"),
-        ],
+        cli_args(RegisterInput, values),
+        result=RegisterResult,
         inputs=[Artifact(name="dataset", path="/tmp/inputs/dataset")],
-        outputs=(
-            "model-name",
-            "version",
-            "model-uri",
-            "promoted",
-            "reason",
-            "challenger-accuracy",
-            "champion-version",
-            "champion-accuracy",
-        ),
         deadline=3600,
         resources=Resources(cpu_request=2, memory_request="8Gi"),
-        retry=_retry(3),
+        retry_limit=3,
     )
-    deploy = _step(
+
+
+def deploy_template() -> Container:
+    values = {
+        "model_uri": f"models:/{wp('model-name')}@champion",
+        **workflow_fields(DeployInput, "deploy_target", "serving_port", "deploy_namespace"),
+        "image": SERVING_IMAGE,
+    }
+    return _container(
         "deploy",
         "steps.deploy",
-        [
-            "rollout",
-            "--model-uri",
-            f"models:/{wp('model-name')}@champion",
-            "--target",
-            wp("deploy-target"),
-            "--port",
-            wp("serving-port"),
-            "--image",
-            SERVING_IMAGE,
-            "--namespace",
-            wp("deploy-namespace"),
-        ],
-        outputs=("target", "endpoint-url", "model-uri", "served-version"),
+        ["rollout", *cli_args(DeployInput, values)],
+        result=DeployResult,
         # Only the deploy pod may touch Deployments/Services (steps/deploy/k8s/rbac.yaml).
         service_account_name="emotion-deploy",
         deadline=1800,
         resources=Resources(cpu_request="500m", memory_request="1Gi"),
-        retry=_retry(2),
+        retry_limit=2,
     )
+
+
+def _define_templates() -> None:
+    """Create every template and the DAG inside the current Workflow/WorkflowTemplate context."""
+    cache_keys = cache_keys_template()
+    dvc_fetch = dvc_fetch_template()
+    tokenize = tokenize_template()
+    hpo = hpo_template()
+    manifest = rayjob_manifest_template()
+    rayjob_run = rayjob_template()
+    rayjob_result = rayjob_result_template()
+    register = register_template()
+    deploy = deploy_template()
 
     with DAG(name="main"):
         t_keys = cache_keys(name="cache-keys")
@@ -430,8 +387,8 @@ def _define_templates() -> None:
             ],
         )
         lineage_args = [
-            Parameter(name=n, value=t_fetch.get_parameter(n).value)
-            for n in ("data-version", "dataset-hash", "registry-url")
+            Parameter(name=flag_name(f), value=t_fetch.get_parameter(flag_name(f)).value)
+            for f in LINEAGE_FIELDS
         ]
         t_hpo = hpo(
             name="hpo",
@@ -446,7 +403,7 @@ def _define_templates() -> None:
                 *lineage_args,
             ],
         )
-        t_rayjob = rayjob(
+        t_rayjob = rayjob_run(
             name="hpo-rayjob",
             when=RAYJOB,
             arguments=[t_manifest.get_artifact("manifest").with_name("manifest")],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from shared.results import atomic_write_text
 
 AWS_CLI_IMAGE = "amazon/aws-cli:2.15.0"
 DATA_DIR = "/data"
+TOKENIZED_DIR = f"{DATA_DIR}/tokenized"
 S3_SECRET = "emotion-hpo-s3"
 CONFIG_MAP = "emotion-hpo-config"
 
@@ -60,26 +62,31 @@ def build_rayjob(
     workflow_name: str,
     tokenized_key: str,
     search_space: str,
-    search_args: dict[str, str],
+    search_args: list[str],
     lineage_env: dict[str, str],
     gpu_workers: int = 1,
     active_deadline_seconds: int = 21600,
 ) -> dict[str, Any]:
     """A RayJob (ray.io/v1) whose entrypoint runs `python -m steps.hpo` (the search) with `search_args`.
 
-    `search_args` maps flag names (without `--`) to values, e.g. {"num-samples": "8"}; the data and
-    search-space paths and the result dir are filled in here.
+    `search_args` are the hpo step's own flags (as the workflow passes them to the in-pod step); the
+    search-space path on the head, the Ray address and the result dir are added here.
     """
-    args = {
-        "tokenized-dir": f"{DATA_DIR}/tokenized",
-        "search-space": f"{DATA_DIR}/search-space.yaml",
-        **search_args,
-        "ray-address": "auto",
-        "result-dir": "/tmp/result",
-    }
     entrypoint = shlex.join(
-        ["python", "-m", "steps.hpo"]
-        + [item for k, v in args.items() for item in (f"--{k}", str(v))]
+        [
+            "python",
+            "-m",
+            "steps.hpo",
+            *search_args,
+            "--tokenized-dir",
+            TOKENIZED_DIR,
+            "--search-space",
+            f"{DATA_DIR}/search-space.yaml",
+            "--ray-address",
+            "auto",
+            "--result-dir",
+            "/tmp/result",
+        ]
     )
     shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}
     data = {"name": "data", "emptyDir": {}}
@@ -170,51 +177,49 @@ def build_rayjob(
     }
 
 
-SEARCH_FLAGS = (
-    "model",
-    "num-samples",
-    "num-epochs",
-    "search-alg",
-    "grace-period",
-    "reduction-factor",
-    "cpus-per-trial",
-    "gpus-per-trial",
-    "seed",
-    "data-version",
-    "dataset-hash",
-    "registry-url",
-)
-LINEAGE_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT_NAME", "DVC_DATA_VERSION", "DOCKER_IMAGE_TAG")
+# The environment every step gets from a workflow parameter (the RayJob's driver too).
+ENV_PARAMETERS = {
+    "MLFLOW_TRACKING_URI": "mlflow-tracking-uri",
+    "MLFLOW_EXPERIMENT_NAME": "mlflow-experiment-name",
+    "DOCKER_IMAGE_TAG": "image-tag",
+}
+LINEAGE_ENV = tuple(ENV_PARAMETERS)
+# The hpo fields the RayJob fills in itself (paths on the Ray head, Ray's address).
+ADDED_FIELDS = ("tokenized_dir", "search_space", "ray_address")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`python -m pipelines.rayjob <own flags> -- <hpo step flags>`: render the manifest."""
+    from shared.step_cli import build_parser
+    from steps.hpo.contract import HpoInput
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    own, search_args = (
+        (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
+    )
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.rayjob",
-        description="Render the KubeRay RayJob manifest that runs the hpo search (used by the workflow).",
+        description="Render the KubeRay RayJob manifest that runs the hpo search (used by the workflow). "
+        "The hpo step's flags follow `--`.",
     )
     parser.add_argument("--image", required=True)
     parser.add_argument("--workflow-uid", required=True)
     parser.add_argument("--workflow-name", required=True)
     parser.add_argument("--tokenized-key", required=True, help="S3 key (prefix) of the tokenized data")
-    parser.add_argument("--search-space", type=Path, required=True, help="YAML file of the search space")
-    for flag in SEARCH_FLAGS:
-        parser.add_argument(f"--{flag}", required=True)
-    parser.add_argument(
-        "--storage-dir",
-        default="/tmp/ray-results",
-        help="Ray Tune storage on the head (multi-node runs want shared storage, e.g. s3://...)",
-    )
+    parser.add_argument("--search-space-file", type=Path, required=True, help="YAML file of the search space")
     for name in LINEAGE_ENV:
         parser.add_argument(f"--env-{name.lower().replace('_', '-')}", dest=name, required=True)
     parser.add_argument("--output", type=Path, required=True, help="where to write the manifest (YAML)")
-    ns = vars(parser.parse_args(argv))
+    ns = vars(parser.parse_args(own))
+    # The same parser as `python -m steps.hpo`: a flag the step would refuse fails here, before the cluster.
+    build_parser(HpoInput, "python -m steps.hpo").parse_args(search_args)
     manifest = build_rayjob(
         image=ns["image"],
         workflow_uid=ns["workflow_uid"],
         workflow_name=ns["workflow_name"],
         tokenized_key=ns["tokenized_key"],
-        search_space=Path(ns["search_space"]).read_text(),
-        search_args={flag: ns[flag.replace("-", "_")] for flag in (*SEARCH_FLAGS, "storage-dir")},
+        search_space=Path(ns["search_space_file"]).read_text(),
+        search_args=search_args,
         lineage_env={name: ns[name] for name in LINEAGE_ENV},
     )
     atomic_write_text(ns["output"], yaml.safe_dump(manifest, sort_keys=False))

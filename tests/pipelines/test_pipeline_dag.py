@@ -8,6 +8,7 @@ import pytest
 from argo_docs import tasks_of, templates_of
 
 from pipelines import parameters
+from pipelines.contract_templates import RETRY_EXPRESSION
 from pipelines.emotion_hpo import build_workflow, to_manifest
 
 EXPECTED_DEPENDS = {
@@ -168,13 +169,14 @@ def test_resources_retries_and_deadlines(workflow):
     assert hpo["container"]["resources"]["limits"]["nvidia.com/gpu"] == "1"
     assert {"name": "dshm", "mountPath": "/dev/shm"} in hpo["container"]["volumeMounts"]
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}} in hpo["volumes"]
-    assert hpo["retryStrategy"]["retryPolicy"] == "OnError"  # hours of search: pod-level errors only
+    # hours of search: retried on a pod-level error or a transient fault (exit 75), never on a failed search
+    assert hpo["retryStrategy"]["expression"] == RETRY_EXPRESSION
     assert workflow["spec"]["activeDeadlineSeconds"] == 43200
     for name, template in t.items():
         assert template.get("activeDeadlineSeconds") or name == "main", name
         retry = template.get("retryStrategy")
         if retry and retry["retryPolicy"] == "Always":
-            assert retry["expression"] == "asInt(lastRetry.exitCode) != 2"  # bad input: no retry
+            assert retry["expression"] == RETRY_EXPRESSION  # the failure policy: exit 75 or a pod error
             assert retry["backoff"]["factor"] == 2
 
 

