@@ -460,7 +460,7 @@ def _ensure_repo(registry: Path) -> None:
         "# Data registry\n\n"
         "Each dataset version is a git tag (e.g. `emotion-v1.0.0`); the data is tracked by DVC and\n"
         "stored in the DVC remote configured in `.dvc/config`. Built by `python -m shared.data_registry`.\n"
-        "Fetch a version with `python -m steps.dvc_fetch --registry-url <this repo> --rev <tag>`.\n"
+        "Fetch a version with `python -m steps.dvc_fetch --registry-url <this repo> --data-version <tag>`.\n"
     )
     git(registry, "add", "-A", ".dvc", "README.md", ".dvcignore")
     git(registry, "commit", "-q", "-m", "Initialize the DVC data registry")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.errors import StepError
+from shared.errors import EXIT_TRANSIENT, StepError, TransientError
 from shared.object_store import check_bucket, check_dvc_remote, check_s3_uri, display_endpoint, parse_s3_uri
 from shared.ray_cluster import check_ray_address, connect, parse_ray_address, resolve_ray_address
 from shared.settings import Settings
@@ -66,8 +66,8 @@ def test_good_credentials_and_existing_buckets_pass(s3_server: S3Server):
 
 @pytest.mark.slow
 def test_unreachable_endpoint_names_endpoint_and_bucket(s3_server: S3Server):
-    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    with pytest.raises(StepError) as err:
+    endpoint = f"http://127.0.0.1:{free_port()}"  # nothing listens there: down for now, retried
+    with pytest.raises(TransientError) as err:
         check_s3_uri(f"s3://{MLFLOW_BUCKET}/artifacts", _settings(s3_server, mlflow_s3_endpoint_url=endpoint))
     message = str(err.value)
     assert f"S3 endpoint {endpoint} is unreachable" in message
@@ -132,7 +132,7 @@ def test_dvc_remote_is_checked_with_its_own_endpoint(s3_server: S3Server, monkey
     check_dvc_remote({"url": "/srv/dvc-remote"})  # a local remote needs no object store
     closed = f"http://127.0.0.1:{free_port()}"
     unreachable = rf"S3 endpoint {closed} is unreachable \(needed for bucket 'dvc-remote'\)"
-    with pytest.raises(StepError, match=unreachable):
+    with pytest.raises(TransientError, match=unreachable):
         check_dvc_remote({"url": f"s3://{DVC_BUCKET}/emotion", "endpointurl": closed})
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "rotated-away")
     with pytest.raises(StepError, match="rejected the credentials") as err:
@@ -179,7 +179,7 @@ def test_resolve_ray_address_local_auto_and_env():
 
 def test_unreachable_ray_address_names_it():
     address = f"127.0.0.1:{free_port()}"
-    with pytest.raises(StepError, match=rf"Ray cluster at {address} is unreachable"):
+    with pytest.raises(TransientError, match=rf"Ray cluster at {address} is unreachable"):
         check_ray_address(address, timeout_s=2)
     with pytest.raises(StepError, match="does not resolve"):
         check_ray_address("no-such-head.invalid:6379", timeout_s=2)
@@ -189,7 +189,7 @@ def test_connect_fails_before_starting_ray():
     import ray
 
     address = f"127.0.0.1:{free_port()}"
-    with pytest.raises(StepError, match=rf"Ray cluster at {address} is unreachable"):
+    with pytest.raises(TransientError, match=rf"Ray cluster at {address} is unreachable"):
         connect(address, timeout_s=2)
     assert not ray.is_initialized()
 
@@ -211,7 +211,7 @@ def test_hpo_cli_with_unreachable_ray_address_fails_before_any_run(
         "steps.hpo", *hpo_args(s3_pipeline_data, tmp_path), "--ray-address", address,
         env={"MLFLOW_EXPERIMENT_NAME": experiment}, check=False, timeout=120,
     )  # fmt: skip
-    assert run.returncode == 2, run.log[-3000:]
+    assert run.returncode == EXIT_TRANSIENT, run.log[-3000:]  # a Ray head that is down: retried
     assert f"Ray cluster at {address} is unreachable" in " ".join(run.log.split())
     assert "Traceback" not in run.log
     client = MlflowClient(tracking_uri=s3_mlflow_server.url)
