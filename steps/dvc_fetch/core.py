@@ -15,15 +15,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from shared.data_registry import (
-    DEFAULT_PATH,
-    REQUIRED_SPLITS,
-    atomic_replace_dir,
-    dvc_dir_hash,
-    file_md5,
-    sibling_tmp_dir,
-    validate_dataset,
-)
+from shared.data_registry.atomic import atomic_replace_dir, sibling_tmp_dir
+from shared.data_registry.build import DEFAULT_PATH
+from shared.data_registry.format import REQUIRED_SPLITS, validate_dataset
+from shared.data_registry.hashing import dvc_dir_hash, file_md5
 from shared.errors import StepError
 from shared.object_store import check_dvc_remote
 

@@ -13,14 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shared.data_registry import (
-    BuildInput,
-    build,
-    check_metadata_matches,
-    file_sha256,
-    read_label_map,
-    validate_dataset,
-)
+from shared.data_registry.build import BuildInput, build
+from shared.data_registry.format import check_metadata_matches, read_label_map, validate_dataset
+from shared.data_registry.hashing import file_sha256
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 

@@ -51,7 +51,8 @@ def test_docs_section_is_replaced_in_place(tmp_path):
 
 
 def test_synthetic_dataset_is_valid_and_deterministic(tmp_path):
-    from shared.data_registry import file_sha256, validate_dataset
+    from shared.data_registry.format import validate_dataset
+    from shared.data_registry.hashing import file_sha256
 
     bench = _module()
     a = bench.make_synthetic(tmp_path / "a", 1000, validation_rows=100)
