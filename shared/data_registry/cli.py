@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from shared.data_registry.build import DEFAULT_PATH, BuildInput, build, versions
+from shared.data_registry.source import resolve_source
 
 
 def _app():
@@ -22,7 +23,11 @@ def _app():
 
     @app.command("build")
     def build_cmd(
-        source: Path = typer.Option(..., help="dataset directory: <split>.parquet files + metadata.json"),
+        source: Path | None = typer.Option(
+            None,
+            help="dataset directory: <split>.parquet files + metadata.json (default: $EMOTION_DATASET_DIR, "
+            "else ../shared/data/emotion, else dair-ai/emotion from the Hugging Face Hub)",
+        ),
         registry: Path = typer.Option(..., help="the registry git repository (created if missing)"),
         remote: str | None = typer.Option(
             None, help="DVC remote: a directory or s3://bucket/prefix (default: <registry>/../dvc-remote)"
@@ -43,7 +48,7 @@ def _app():
             "data-registry",
             lambda: build(
                 BuildInput(
-                    source=source,
+                    source=source if source is not None else resolve_source(),
                     registry=registry,
                     remote=remote,
                     remote_endpoint=remote_endpoint,
@@ -62,6 +67,19 @@ def _app():
             f"{result.version} {state}: commit {result.commit[:12]}, {result.path} {result.dataset_hash}, "
             f"remote {result.remote}; versions: {', '.join(result.tags)}"
         )
+
+    @app.command("source")
+    def source_cmd(
+        download: bool = typer.Option(True, help="download from the Hub when no folder is found"),
+    ) -> None:
+        """Print the dataset directory `build` uses without --source (downloading it if needed)."""
+        from shared.cli import run_step
+
+        class _Source(BaseModel):
+            path: str
+
+        result = run_step("data-registry", lambda: _Source(path=str(resolve_source(download=download))), None)
+        typer.echo(result.path)
 
     @app.command("list")
     def list_cmd(
