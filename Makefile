@@ -4,7 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EMOTION_DATASET_DIR ?= ../shared/data/emotion
+# The dataset: $EMOTION_DATASET_DIR if set, else ../shared/data/emotion, else dair-ai/emotion from the
+# Hugging Face Hub (pinned, verified; HF_ENDPOINT / HF_HUB_OFFLINE honoured): shared/data_registry/source.py.
+EMOTION_DATASET_DIR ?=
 LOCAL_DIR ?= $(or $(EMOTION_LOCAL_DIR),.local)
 # The steps, the runner and the server read their local state folder from EMOTION_LOCAL_DIR.
 LOCAL := EMOTION_LOCAL_DIR=$(LOCAL_DIR)
@@ -43,7 +45,7 @@ compile: $(STAMP)
 	$(PY) -m pipelines.compile
 
 registry: $(STAMP)
-	$(PY) -m shared.data_registry build --source "$(EMOTION_DATASET_DIR)" --registry $(LOCAL_DIR)/data-registry
+	$(LOCAL) $(PY) -m shared.data_registry build --registry $(LOCAL_DIR)/data-registry
 
 demo: $(STAMP) registry
 	$(LOCAL) $(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo

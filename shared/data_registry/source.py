@@ -88,10 +88,6 @@ def rows_sha256(texts: list[str], labels: list[int]) -> str:
     return digest.hexdigest()
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-
-
 def hub_revision() -> str:
     return os.environ.get(REVISION_ENV) or HUB_REVISION
 
@@ -210,7 +206,9 @@ def download_from_hub(
     except ImportError as exc:  # pragma: no cover - a dependency of transformers
         raise StepError(f"huggingface_hub is not installed ({exc}); pip install the project") from None
 
-    offline = _env_true("HF_HUB_OFFLINE")
+    from huggingface_hub import constants as hf_constants
+
+    offline = hf_constants.is_offline_mode()  # HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), as read at import
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
     hub_files: dict[str, Path] = {}
     for split, spec in HUB_SPLITS.items():
