@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Where torch comes from (empty: the default index). CI sets PyTorch's CPU-only wheel index.
+TORCH_INDEX_URL ?=
 # The dataset: $EMOTION_DATASET_DIR if set, else ../shared/data/emotion, else dair-ai/emotion from the
 # Hugging Face Hub (pinned, verified; HF_ENDPOINT / HF_HUB_OFFLINE honoured): shared/data_registry/source.py.
 EMOTION_DATASET_DIR ?=
@@ -26,7 +28,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
