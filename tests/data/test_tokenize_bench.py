@@ -50,13 +50,13 @@ def test_docs_section_is_replaced_in_place(tmp_path):
     assert text.endswith("## HPO (issue 4)\n\nkeep me\n") and text.count(bench.SECTION) == 1
 
 
-def test_synthetic_dataset_is_valid_and_deterministic(tmp_path):
+def test_synthetic_dataset_is_valid_and_deterministic(tmp_path, dataset_dir):
     from shared.data_registry.format import validate_dataset
     from shared.data_registry.hashing import file_sha256
 
     bench = _module()
-    a = bench.make_synthetic(tmp_path / "a", 1000, validation_rows=100)
-    b = bench.make_synthetic(tmp_path / "b", 1000, validation_rows=100)
+    a = bench.make_synthetic(tmp_path / "a", 1000, validation_rows=100, source=dataset_dir)
+    b = bench.make_synthetic(tmp_path / "b", 1000, validation_rows=100, source=dataset_dir)
     _, stats = validate_dataset(a)
     assert stats["train"].rows == 1000 and len(stats["train"].label_counts) == 6
     assert file_sha256(a / "train.parquet") == file_sha256(b / "train.parquet")
