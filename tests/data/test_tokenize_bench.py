@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,12 @@ def _module():
 
 
 @pytest.mark.slow
-def test_benchmark_runs_end_to_end_and_reports_both_contenders(tmp_path):
+def test_benchmark_runs_end_to_end_and_reports_both_contenders(tmp_path, full_dataset_dir):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--rows", "3000", "--naive-rows", "1000", "--json", str(out)],
         cwd=ROOT,
+        env={**os.environ, "EMOTION_DATASET_DIR": str(full_dataset_dir)},
         capture_output=True,
         text=True,
         timeout=600,
