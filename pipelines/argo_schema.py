@@ -7,7 +7,8 @@
 - RayJob: the CRD's v1 `openAPIV3Schema`, strict the same way except where the CRD marks
   `x-kubernetes-preserve-unknown-fields`.
 
-The schemas live outside the repo (../shared/schemas by default; set EMOTION_SCHEMAS_DIR to move them).
+The schemas ship with the repo (pipelines/schemas/, verbatim copies; see its README); set
+EMOTION_SCHEMAS_DIR to validate against another copy with the same layout.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+VENDORED_SCHEMAS = Path(__file__).resolve().parent / "schemas"
 ARGO_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
 
 def schemas_dir() -> Path:
-    return Path(os.environ.get("EMOTION_SCHEMAS_DIR", REPO_ROOT.parent / "shared" / "schemas"))
+    return Path(os.environ.get("EMOTION_SCHEMAS_DIR") or VENDORED_SCHEMAS)
 
 
 def _strict_definitions(definitions: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-DATASET_DIR = Path(os.environ.get("EMOTION_DATASET_DIR", ROOT.parent / "shared" / "data" / "emotion"))
+# A stratified sample of the dataset that ships with the repo (tests/fixtures/make_emotion_fixtures.py);
+# tests that need the whole dataset ask for `full_dataset_dir` and are marked `full_data`.
+FIXTURE_DATASET_DIR = ROOT / "tests" / "fixtures" / "emotion"
 LABELS = {0: "sadness", 1: "joy", 2: "love", 3: "anger", 4: "fear", 5: "surprise"}
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -71,9 +73,52 @@ def reset_mlflow_process_state(baseline: dict[str, str | None]) -> None:
 
 @pytest.fixture(scope="session")
 def dataset_dir() -> Path:
-    """The real emotion dataset (train/validation parquet + metadata.json)."""
-    assert (DATASET_DIR / "train.parquet").is_file(), f"dataset not found at {DATASET_DIR}"
-    return DATASET_DIR
+    """Real emotion data, a few hundred rows per split (train/validation parquet + metadata.json)."""
+    assert (FIXTURE_DATASET_DIR / "train.parquet").is_file(), f"fixture missing: {FIXTURE_DATASET_DIR}"
+    return FIXTURE_DATASET_DIR
+
+
+FULL_DATA_MISSING = (
+    "needs the full emotion dataset: none found (EMOTION_DATASET_DIR unset, ../shared/data/emotion "
+    "absent, no Hub copy laid out); set EMOTION_DATASET_DIR, or fetch it once with network access: "
+    "python -m shared.data_registry source"
+)
+
+
+@pytest.fixture(scope="session")
+def full_dataset_dir() -> Path:
+    """The whole emotion dataset, found as `make demo` finds it (without downloading); else skip."""
+    from shared.data_registry.source import resolve_source
+    from shared.errors import StepError
+
+    try:
+        return resolve_source(download=False)
+    except StepError:
+        if os.environ.get("EMOTION_DATASET_DIR"):
+            raise  # a wrong explicit setting is an error, not a reason to skip
+        pytest.skip(FULL_DATA_MISSING)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that use `full_dataset_dir` carry the `full_data` marker (select them with -m full_data)."""
+    for item in items:
+        if "full_dataset_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.full_data)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """Say plainly which tests could not run here and why (the -ra lines give each one)."""
+    skipped = terminalreporter.stats.get("skipped", [])
+    if not skipped:
+        return
+    reasons: dict[str, int] = {}
+    for report in skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        reasons[reason] = reasons.get(reason, 0) + 1
+    terminalreporter.section("tests that could not run here")
+    for reason, count in sorted(reasons.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{count} test(s): {reason}")
 
 
 @pytest.fixture(scope="session")

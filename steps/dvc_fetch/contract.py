@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.data_registry import DEFAULT_PATH, REQUIRED_SPLITS
+from shared.data_registry.build import DEFAULT_PATH
+from shared.data_registry.format import REQUIRED_SPLITS
 
 DEFAULT_DATA_VERSION = "emotion-v1.0.0"
 

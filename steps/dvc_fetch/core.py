@@ -13,13 +13,9 @@ import logging
 import re
 from pathlib import Path
 
-from shared.data_registry import (
-    atomic_replace_dir,
-    dvc_dir_hash,
-    file_md5,
-    sibling_tmp_dir,
-    validate_dataset,
-)
+from shared.data_registry.atomic import atomic_replace_dir, sibling_tmp_dir
+from shared.data_registry.format import validate_dataset
+from shared.data_registry.hashing import dvc_dir_hash, file_md5
 from shared.errors import StepError, TransientError
 from shared.failures import is_transient
 from shared.object_store import check_dvc_remote

@@ -23,14 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from shared.data_registry import (
-    REQUIRED_SPLITS,
-    atomic_replace_dir,
-    file_sha256,
-    sibling_tmp_dir,
-    split_files,
-    validate_dataset,
-)
+from shared.data_registry.atomic import atomic_replace_dir, sibling_tmp_dir
+from shared.data_registry.format import REQUIRED_SPLITS, split_files, validate_dataset
+from shared.data_registry.hashing import file_sha256
 from shared.errors import StepError
 from shared.model_package import resolve_model_reference, write_labels
 from steps.tokenize.contract import TokenizeInput, TokenizeResult

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from shared.data_registry import BuildInput, build, file_sha256
+from shared.data_registry.build import BuildInput, build
+from shared.data_registry.hashing import file_sha256
 
 LABEL_MAP = {"0": "sadness", "1": "joy", "2": "love", "3": "anger", "4": "fear", "5": "surprise"}
 

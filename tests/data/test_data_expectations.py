@@ -13,34 +13,29 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from shared.data_registry import (
-    BuildInput,
-    build,
-    check_metadata_matches,
-    file_sha256,
-    read_label_map,
-    validate_dataset,
-)
+from shared.data_registry.build import BuildInput, build
+from shared.data_registry.format import check_metadata_matches, read_label_map, validate_dataset
+from shared.data_registry.hashing import file_sha256
 
 LABELS = ["sadness", "joy", "love", "anger", "fear", "surprise"]
 
 
 @pytest.fixture(scope="module")
-def real(dataset_dir: Path):
-    label_map, stats = validate_dataset(dataset_dir)
-    meta = json.loads((dataset_dir / "metadata.json").read_text())
-    frames = {s: pd.read_parquet(dataset_dir / f"{s}.parquet") for s in stats}
+def real(full_dataset_dir: Path):
+    label_map, stats = validate_dataset(full_dataset_dir)
+    meta = json.loads((full_dataset_dir / "metadata.json").read_text())
+    frames = {s: pd.read_parquet(full_dataset_dir / f"{s}.parquet") for s in stats}
     return label_map, stats, meta, frames
 
 
-def test_dataset_passes_the_schema_and_matches_its_metadata(real, dataset_dir):
+def test_dataset_passes_the_schema_and_matches_its_metadata(real, full_dataset_dir):
     label_map, stats, meta, _ = real
     assert list(label_map.values()) == LABELS
-    check_metadata_matches(dataset_dir, stats)
+    check_metadata_matches(full_dataset_dir, stats)
     for split, info in meta["splits"].items():
         assert stats[split].rows == info["rows"]
         assert stats[split].class_counts(label_map) == info["class_counts"]
-        assert file_sha256(dataset_dir / f"{split}.parquet") == info["sha256"]
+        assert file_sha256(full_dataset_dir / f"{split}.parquet") == info["sha256"]
 
 
 def test_every_label_is_present_with_similar_shares_across_splits(real):
@@ -55,7 +50,7 @@ def test_every_label_is_present_with_similar_shares_across_splits(real):
         assert abs(shares["train"][name] - shares["validation"][name]) < 0.03, name
 
 
-def test_texts_look_as_published(real, dataset_dir):
+def test_texts_look_as_published(real):
     _, _, meta, frames = real
     for split, df in frames.items():
         words = df["text"].str.split().map(len)
@@ -85,11 +80,11 @@ def test_shared_tokenized_fixture_meets_the_same_expectations(tokenized_dir, che
 
 
 @pytest.mark.slow
-def test_full_dataset_through_registry_fetch_and_tokenize(dataset_dir, tmp_path, check_tokenized):
+def test_full_dataset_through_registry_fetch_and_tokenize(full_dataset_dir, tmp_path, check_tokenized):
     from steps.dvc_fetch import FetchInput, fetch
     from steps.tokenize import TokenizeInput, tokenize
 
-    built = build(BuildInput(source=dataset_dir, registry=tmp_path / "data-registry"))
+    built = build(BuildInput(source=full_dataset_dir, registry=tmp_path / "data-registry"))
     assert built.version == "emotion-v1.0.0" and built.rows == {"train": 16000, "validation": 2000}
     fetched = fetch(
         FetchInput(
@@ -98,10 +93,10 @@ def test_full_dataset_through_registry_fetch_and_tokenize(dataset_dir, tmp_path,
             output_dir=tmp_path / "ds",
         )
     )
-    meta = json.loads((dataset_dir / "metadata.json").read_text())
+    meta = json.loads((full_dataset_dir / "metadata.json").read_text())
     assert fetched.dataset_hash == built.dataset_hash
     assert fetched.class_counts == {s: meta["splits"][s]["class_counts"] for s in ("train", "validation")}
-    assert read_label_map(tmp_path / "ds") == read_label_map(dataset_dir)
+    assert read_label_map(tmp_path / "ds") == read_label_map(full_dataset_dir)
     result = tokenize(TokenizeInput(dataset_dir=tmp_path / "ds", output_dir=tmp_path / "tok"))
     assert result.rows == {"train": 16000, "validation": 2000}
     assert result.rows_at_max_length == {"train": 0, "validation": 0}  # the longest text is 66 words

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from shared.data_registry import BuildInput, build, file_md5, versions
+from shared.data_registry.build import BuildInput, build, versions
+from shared.data_registry.hashing import file_md5
 from shared.errors import StepError
 from steps.dvc_fetch import FetchInput, fetch
 

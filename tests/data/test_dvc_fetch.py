@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from shared.data_registry import BuildInput, build, file_md5
+from shared.data_registry.build import BuildInput, build
+from shared.data_registry.hashing import file_md5
 from shared.errors import StepError, TransientError
 from steps.dvc_fetch import FetchInput, fetch
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,11 +23,12 @@ def _module():
 
 
 @pytest.mark.slow
-def test_benchmark_runs_end_to_end_and_reports_both_contenders(tmp_path):
+def test_benchmark_runs_end_to_end_and_reports_both_contenders(tmp_path, full_dataset_dir):
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--rows", "3000", "--naive-rows", "1000", "--json", str(out)],
         cwd=ROOT,
+        env={**os.environ, "EMOTION_DATASET_DIR": str(full_dataset_dir)},
         capture_output=True,
         text=True,
         timeout=600,
@@ -50,12 +52,13 @@ def test_docs_section_is_replaced_in_place(tmp_path):
     assert text.endswith("## HPO (issue 4)\n\nkeep me\n") and text.count(bench.SECTION) == 1
 
 
-def test_synthetic_dataset_is_valid_and_deterministic(tmp_path):
-    from shared.data_registry import file_sha256, validate_dataset
+def test_synthetic_dataset_is_valid_and_deterministic(tmp_path, dataset_dir):
+    from shared.data_registry.format import validate_dataset
+    from shared.data_registry.hashing import file_sha256
 
     bench = _module()
-    a = bench.make_synthetic(tmp_path / "a", 1000, validation_rows=100)
-    b = bench.make_synthetic(tmp_path / "b", 1000, validation_rows=100)
+    a = bench.make_synthetic(tmp_path / "a", 1000, validation_rows=100, source=dataset_dir)
+    b = bench.make_synthetic(tmp_path / "b", 1000, validation_rows=100, source=dataset_dir)
     _, stats = validate_dataset(a)
     assert stats["train"].rows == 1000 and len(stats["train"].label_counts) == 6
     assert file_sha256(a / "train.parquet") == file_sha256(b / "train.parquet")

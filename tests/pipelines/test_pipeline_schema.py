@@ -93,3 +93,41 @@ def test_rayjob_resource_template_conditions(workflow):
     assert "status.jobDeploymentStatus in (Failed, ValidationFailed)" in failure
     assert resource["manifestFrom"] == {"artifact": {"name": "manifest"}}
     assert _rayjob()["spec"]["backoffLimit"] == 0  # a failed job must not move to Retrying
+
+
+def _recorded_sha256(version_txt: str) -> dict[str, str]:
+    """`{file name: sha256}` as a VERSION.txt records them (`name <- source ... \\n sha256 <hex>`)."""
+    import re
+
+    recorded, name = {}, None
+    for line in version_txt.splitlines():
+        if m := re.match(r"\s+(\S+)\s+<-", line):
+            name = m.group(1)
+        if (m := re.match(r"\s+sha256 ([0-9a-f]{64})", line)) and name:
+            recorded[name] = m.group(1)
+    return recorded
+
+
+def test_vendored_schemas_are_the_recorded_upstream_files():
+    """pipelines/schemas/ ships with the repo (a fresh clone needs no team folder): verbatim copies."""
+    from pipelines.argo_schema import VENDORED_SCHEMAS
+    from shared.data_registry.hashing import file_sha256
+
+    checked = []
+    for folder in ("argo-workflows", "kuberay"):
+        recorded = _recorded_sha256((VENDORED_SCHEMAS / folder / "VERSION.txt").read_text())
+        for name, sha in recorded.items():
+            path = VENDORED_SCHEMAS / folder / name
+            if path.exists():
+                assert file_sha256(path) == sha, path
+                checked.append(name)
+    assert sorted(checked) == ["ray.io_rayjobs.yaml", "schema.json", "swagger.json"]
+
+
+def test_schemas_dir_defaults_to_the_vendored_copy_and_honours_the_override(monkeypatch, tmp_path):
+    from pipelines.argo_schema import VENDORED_SCHEMAS, schemas_dir
+
+    monkeypatch.delenv("EMOTION_SCHEMAS_DIR", raising=False)
+    assert schemas_dir() == VENDORED_SCHEMAS
+    monkeypatch.setenv("EMOTION_SCHEMAS_DIR", str(tmp_path))
+    assert schemas_dir() == tmp_path

@@ -1,0 +1,3 @@
+from shared.data_registry.cli import main
+
+main()
