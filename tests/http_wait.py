@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
+from shared.processes import NotReady, log_tail, wait_http
 
-def log_tail(log_path: Path, chars: int = 4000) -> str:
-    return Path(log_path).read_text(errors="replace")[-chars:] if Path(log_path).exists() else ""
+__all__ = ["log_tail", "wait_http_ok"]
 
 
 def wait_http_ok(
@@ -16,16 +15,7 @@ def wait_http_ok(
 ) -> None:
     """Poll `GET url` until it answers 200. Raise RuntimeError with the tail of the process's log
     when the process exits first or `timeout_s` runs out."""
-    import httpx
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server for {url} exited with code {proc.returncode}:\n{log_tail(log_path)}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(poll_s)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout_s:.0f}s:\n{log_tail(log_path)}")
+    try:
+        wait_http(url, timeout_s, alive=lambda: proc.poll() is None, poll_s=poll_s, request_timeout_s=2)
+    except NotReady as exc:
+        raise RuntimeError(f"{exc}\n{log_tail(log_path)}") from None

@@ -17,8 +17,6 @@ that first starts an S3 stand-in), call the `running_mlflow_server(...)` context
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.processes import free_port, terminate_group
 from tests.http_wait import log_tail, wait_http_ok
 
 HOST = "127.0.0.1"
@@ -69,13 +68,6 @@ class MlflowServer:
         return log_tail(self.log_path, chars)
 
 
-def free_port() -> int:
-    """A port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def _server_command(options: MlflowServerOptions, tmp_dir: Path, port: int) -> tuple[list[str], str, str]:
     backend = options.backend_store_uri or f"sqlite:///{tmp_dir / 'mlflow.db'}"
     cmd = [
@@ -97,14 +89,8 @@ def _stop(proc: subprocess.Popen) -> None:
     """Stop the server and the workers it started (its own process group)."""
     if proc.poll() is not None:
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
-    except ProcessLookupError:
-        pass
+    terminate_group(proc.pid, grace=10)
+    proc.wait(timeout=10)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 from shared.errors import StepError
+from shared.processes import port_is_free
 from steps.deploy import procs
 from steps.deploy.contract import DeployInput, DeployResult, Target
 from steps.deploy.gated_app import GATE_TIMEOUT_ENV
@@ -102,7 +103,7 @@ def rollout_local(inp: DeployInput, state_dir: Path, cwd: Path) -> DeployResult:
 
 
 def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
-    if not procs.port_is_free(inp.host, inp.serving_port):
+    if not port_is_free(inp.host, inp.serving_port):
         raise StepError(
             f"port {inp.serving_port} on {inp.host} is already in use by another program; "
             "choose --serving-port"

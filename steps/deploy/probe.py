@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import httpx
 
 from shared.errors import StepError
+from shared.processes import NotReady, wait_http
 
 SMOKE_TEXTS = ["i feel wonderful today, everything went right"]
 
@@ -15,24 +15,11 @@ SMOKE_TEXTS = ["i feel wonderful today, everything went right"]
 def wait_ready(
     url: str, timeout_s: float, alive: Callable[[], bool] | None = None, poll_s: float = 0.25
 ) -> None:
-    """Poll `GET {url}/ready` until it answers 200; fail early when the process died."""
-    deadline = time.monotonic() + timeout_s
-    last = "no answer yet"
-    while True:
-        if alive is not None and not alive():
-            raise StepError(f"the server process exited before {url}/ready answered 200 ({last})")
-        try:
-            response = httpx.get(f"{url}/ready", timeout=5.0)
-            if response.status_code == 200:
-                return
-            last = f"HTTP {response.status_code}: {response.text[:200]}"
-            if _reports_failed(response):
-                raise StepError(f"{url}/ready reports the model failed: {last}")
-        except httpx.HTTPError as exc:
-            last = f"{exc.__class__.__name__}: {exc}"
-        if time.monotonic() >= deadline:
-            raise StepError(f"{url}/ready did not answer 200 within {timeout_s:g}s (last: {last})")
-        time.sleep(poll_s)
+    """Poll `GET {url}/ready` until it answers 200; fail early when the process died or the model failed."""
+    try:
+        wait_http(f"{url}/ready", timeout_s, alive=alive, failed=_reports_failed, poll_s=poll_s)
+    except NotReady as exc:
+        raise StepError(str(exc)) from None
 
 
 def _reports_failed(response: httpx.Response) -> bool:

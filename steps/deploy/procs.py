@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psutil
 
+from shared.processes import log_tail as shared_log_tail
+
 GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
 APP_SPEC = "steps.deploy.gated_app:create_app()"
 CONFIG_ENV_VAR = "EMOTION_SERVE_CONFIG"
@@ -95,16 +97,6 @@ def terminate(pid: int, timeout_s: float) -> None:
     wait_gone([pid], 5.0)
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def listening_socket(host: str = "127.0.0.1") -> socket.socket:
     """A listening socket on a free port, to hand to a candidate server (`bind = fd://N`)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -115,8 +107,5 @@ def listening_socket(host: str = "127.0.0.1") -> socket.socket:
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    """The last `lines` lines of a log file."""
+    return "\n".join(shared_log_tail(path, chars=lines * 400).splitlines()[-lines:])

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.mlflow_server import MlflowServer, MlflowServerOptions, free_port, running_mlflow_server
+from shared.processes import free_port, terminate_group
+from tests.mlflow_server import MlflowServer, MlflowServerOptions, running_mlflow_server
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_SERVER_SCRIPT = Path(__file__).with_name("s3_server.py")
@@ -54,12 +54,8 @@ class S3Server:
 def _stop_group(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+    terminate_group(proc.pid, grace=10)
+    proc.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")

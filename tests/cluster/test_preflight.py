@@ -9,6 +9,7 @@ import pytest
 
 from shared.errors import EXIT_TRANSIENT, StepError, TransientError
 from shared.object_store import check_bucket, check_dvc_remote, check_s3_uri, display_endpoint, parse_s3_uri
+from shared.processes import free_port
 from shared.ray_cluster import check_ray_address, connect, parse_ray_address, resolve_ray_address
 from shared.settings import Settings
 from tests.cluster.conftest import (
@@ -20,7 +21,7 @@ from tests.cluster.conftest import (
     StepRunner,
     hpo_args,
 )
-from tests.mlflow_server import MlflowServer, free_port
+from tests.mlflow_server import MlflowServer
 
 
 def _settings(server: S3Server, **overrides: str) -> Settings:

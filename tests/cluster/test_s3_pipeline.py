@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from shared.processes import free_port
 from tests.cluster.conftest import (
     DVC_BUCKET,
     MLFLOW_BUCKET,
@@ -22,7 +23,7 @@ from tests.cluster.conftest import (
     read_result,
 )
 from tests.http_wait import wait_http_ok
-from tests.mlflow_server import MlflowServer, free_port
+from tests.mlflow_server import MlflowServer
 
 pytestmark = pytest.mark.slow
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shared.processes import free_port, port_is_free
 from steps.deploy import procs
 from steps.deploy.gated_app import HealthGatedApp
 from steps.deploy.local import status_local, stop_local
@@ -26,11 +27,6 @@ from steps.deploy.state import ServingState, load_state, save_state
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "emotion-classifier"
-
-
-def _free_port() -> int:
-    with procs.listening_socket() as sock:
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +72,7 @@ def _deploy(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 @pytest.fixture
 def server_v1(deploy_env: dict[str, str], tmp_path: Path):
     """Version 1 serving on a free port; stopped (and checked stopped) afterwards."""
-    port = _free_port()
+    port = free_port()
     result_dir = tmp_path / "result-v1"
     run = _deploy(
         deploy_env,
@@ -94,7 +90,7 @@ def server_v1(deploy_env: dict[str, str], tmp_path: Path):
     yield url, port
     stopped = _deploy(deploy_env, "stop")
     assert stopped.returncode == 0, stopped.stderr
-    assert procs.port_is_free("127.0.0.1", port)
+    assert port_is_free("127.0.0.1", port)
 
 
 def _predict_version(url: str) -> str:

@@ -3,10 +3,10 @@
 import pytest
 
 from shared.errors import EXIT_BAD_INPUT, EXIT_TRANSIENT
+from shared.processes import free_port
 from steps.register.cli import main
 from steps.register.contract import RegisterInput
 from tests.cli_helpers import run_main
-from tests.mlflow_server import free_port
 
 
 def test_exactly_one_parent_reference_is_required(tmp_path):
