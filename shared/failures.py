@@ -42,7 +42,8 @@ _TRANSIENT_AWS_CODES = frozenset(
 # MLflow's REST store turns a refused connection or an exhausted retry into an MlflowException
 # whose message is all that is left of the cause.
 _TRANSIENT_TEXT = re.compile(
-    r"Max retries exceeded|Connection refused|Connection reset|ConnectTimeout|ReadTimeout|"
+    r"Max retries exceeded|failed with error code (?:408|425|429|5\d\d)|"
+    r"Connection refused|Connection reset|ConnectTimeout|ReadTimeout|"
     r"timed out|Temporary failure in name resolution|too many (?:5\d\d|429) error responses|"
     r"Service Unavailable|Bad Gateway|Gateway Time-?out|Too Many Requests",
     re.IGNORECASE,

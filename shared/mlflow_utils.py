@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from shared.errors import StepError, TransientError
-from shared.failures import is_transient
+from shared.failures import TRANSIENT_HTTP_STATUS, is_transient
 from shared.object_store import check_s3_uri
 from shared.settings import Settings
 
@@ -22,10 +22,12 @@ def check_tracking_reachable(uri: str, timeout: float = 5.0) -> None:
     import requests
 
     try:
-        requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+        response = requests.get(uri.rstrip("/") + "/health", timeout=timeout)
     except requests.RequestException as exc:
         name = exc.__class__.__name__
         raise TransientError(f"MLflow tracking server {uri} is unreachable: {name}") from exc
+    if response.status_code in TRANSIENT_HTTP_STATUS:  # overloaded or restarting: try again later
+        raise TransientError(f"MLflow tracking server {uri} is unavailable: HTTP {response.status_code}")
 
 
 LOCAL_STORE_FILE = "mlflow.db"  # the SQLite store under Settings.local_dir when no tracking URI is given

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from shared.errors import StepError
 from shared.settings import Settings
 from shared.step_cli import run_cli
 from steps.deploy.contract import DeployInput, Target
@@ -36,11 +37,15 @@ def _serve_env_from_environment() -> dict[str, str]:
 def _kube_client():
     """An API client from the pod's service account, else from the kube config (KUBECONFIG)."""
     from kubernetes import client, config
+    from kubernetes.config.config_exception import ConfigException
 
-    if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
-    else:
-        config.load_kube_config()
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config()
+        else:
+            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
+    except ConfigException as exc:
+        raise StepError(f"no usable Kubernetes configuration (KUBECONFIG or in-cluster): {exc}") from None
     return client.ApiClient()
 
 
