@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
-from pipelines.local_runner.progress_view import make_progress_display
 from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.progress_view import make_progress_display
 from pipelines.local_runner.runner import Runner
 from pipelines.local_runner.services import mlflow_server
 from pipelines.local_runner.state import (
