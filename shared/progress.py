@@ -22,6 +22,7 @@ environment; a step's CLI builds the reporter with `Progress.from_env()`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -131,6 +132,37 @@ class Progress:
             if done is not None:
                 self.done = max(self.done, int(done))
             self._changed()
+
+    def counting(self, fn: Callable):
+        """`fn(items, ...)` that also advances N by `len(items)` once it returns (rows, files)."""
+
+        def counted(items, *args, **kwargs):
+            out = fn(items, *args, **kwargs)
+            self.advance(len(items))
+            return out
+
+        return counted
+
+    @contextlib.contextmanager
+    def polling(self, count: Callable[[], int], interval: float = 0.5):
+        """While the block runs, set N from `count()` every `interval` seconds (work done elsewhere,
+        e.g. files a library downloads); N never goes down."""
+        stop = threading.Event()
+
+        def poll() -> None:
+            while not stop.wait(interval):
+                with contextlib.suppress(OSError):
+                    self.update(done=count())
+
+        thread = threading.Thread(target=poll, name="progress-poll", daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            stop.set()
+            thread.join(timeout=5)
+            with contextlib.suppress(OSError):
+                self.update(done=count())
 
     def finish(self) -> None:
         """The work is complete: N = M (1/1 when no total was ever set); written at once."""
