@@ -41,7 +41,7 @@ LINKS_SUFFIX = ".links"
 
 _PROGRESS_RE = re.compile(r"^\s*(\d+)/(\d+)\s*$")
 
-log = logging.getLogger("progress")
+log = logging.getLogger(__name__)
 
 
 def format_progress(done: int, total: int) -> str:

@@ -44,7 +44,7 @@ def test_writes_n_of_m_status_and_links(tmp_path, caplog):
     path = tmp_path / "progress"
     clock = FakeClock()
     p = Progress(path, min_interval=1.0, log_interval=0.0, clock=clock)
-    with caplog.at_level(logging.INFO, logger="progress"):
+    with caplog.at_level(logging.INFO, logger="shared.progress"):
         p.set_total(10)
         assert path.read_text() == "0/10"
         p.status("warming up\nstill")
