@@ -15,8 +15,8 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
-from pipelines.local_runner.display import make_display
 from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.progress_view import make_progress_display
 from pipelines.local_runner.runner import Runner
 from pipelines.local_runner.services import mlflow_server
 from pipelines.local_runner.state import (
@@ -172,7 +172,7 @@ def _run_with_services(
             console.print(f"  mlflow server: {url} (backed by {backend})", highlight=False)
             if TRACKING_PARAM in runtime:
                 runtime[TRACKING_PARAM] = url
-        display = make_display(state, console)
+        display = make_progress_display(state, run_dir, console)
         runner = Runner(
             wf,
             store,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
 
@@ -80,14 +80,15 @@ class Display:
 class LiveDisplay(Display):
     """A table of every task, refreshed in place while the run goes on."""
 
-    def __init__(self, state: RunState, console: Console | None = None):
+    def __init__(self, state: RunState, console: Console | None = None, extra=None):
         super().__init__(state, console)
+        self._extra = extra  # callable -> renderable drawn under the table (the steps' progress), or None
         self._live = Live(
             self._table(),
             console=self.console,
             refresh_per_second=4,
             transient=False,
-            get_renderable=self._table,
+            get_renderable=self._renderable,
         )
 
     def _table(self) -> Table:
@@ -100,6 +101,10 @@ class LiveDisplay(Display):
             table.add_row(name, f"[{style}]{icon} {task.phase}[/]", _duration(task), _detail(task)[:80])
         return table
 
+    def _renderable(self):
+        extra = self._extra() if self._extra is not None else None
+        return self._table() if extra is None else Group(self._table(), extra)
+
     def start(self) -> None:
         self._live.start()
 
@@ -110,6 +115,6 @@ class LiveDisplay(Display):
         self._live.stop()
 
 
-def make_display(state: RunState, console: Console | None = None) -> Display:
+def make_display(state: RunState, console: Console | None = None, extra=None) -> Display:
     console = console or Console(highlight=False)
-    return LiveDisplay(state, console) if console.is_terminal else Display(state, console)
+    return LiveDisplay(state, console, extra) if console.is_terminal else Display(state, console)

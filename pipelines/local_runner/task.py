@@ -15,6 +15,7 @@ from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.paths import PathMap, declared_paths
 from pipelines.local_runner.process import ProcessGroups, run_attempt
+from pipelines.local_runner.progress_view import step_env
 from pipelines.local_runner.retry import RetryStrategy
 from pipelines.local_runner.state import RETRYING, RUNNING, StateStore
 from pipelines.local_runner.substitution import references, substitute
@@ -275,7 +276,7 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
 
         _prepare_fs(paths, template, artifacts)
         argv = _argv(template, variables, paths, task_dir, where)
-        env = _env(template, variables, paths, where, ctx.base_env)
+        env = {**_env(template, variables, paths, where, ctx.base_env), **step_env(task_dir)}
         retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
         if not ctx.retries:
             retry = RetryStrategy()

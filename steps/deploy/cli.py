@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 
 from shared.errors import StepError
+from shared.progress import Progress
 from shared.settings import Settings
 from shared.step_cli import run_cli
 from steps.deploy.contract import DeployInput, Target
@@ -56,7 +57,7 @@ def rollout(argv: Sequence[str]) -> None:
     def core(inp: DeployInput):
         inp = inp.model_copy(update={"serve_env": _serve_env_from_environment()})
         kube = _kube_client() if inp.deploy_target == Target.kubernetes else None
-        return deploy(inp, Settings(), kube_client=kube)
+        return deploy(inp, Settings(), kube_client=kube, progress=Progress.from_env(unit="rollout phases"))
 
     result = run_cli("deploy", DeployInput, core, argv, prog=f"{PROG} rollout")
     print(result.model_dump_json())

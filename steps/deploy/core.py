@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.errors import StepError
+from shared.progress import NO_PROGRESS, Progress
 from shared.settings import Settings
 from steps.deploy.contract import DeployInput, DeployResult, Target
 
@@ -23,9 +24,30 @@ def state_dir(settings: Settings) -> Path:
 
 
 def deploy(
-    inp: DeployInput, settings: Settings, *, kube_client: Any = None, cwd: Path | None = None
+    inp: DeployInput,
+    settings: Settings,
+    *,
+    kube_client: Any = None,
+    cwd: Path | None = None,
+    progress: Progress = NO_PROGRESS,
 ) -> DeployResult:
-    """Roll out `inp.model_uri` to the chosen target; raise StepError (rollout aborted) on failure."""
+    """Roll out `inp.model_uri` to the chosen target; raise StepError (rollout aborted) on failure.
+
+    `progress`: the rollout's phases (`ROLLOUT_PHASES`), each named in the status line."""
+    result = _deploy(inp, settings, kube_client, cwd, progress)
+    progress.status(f"serving {result.model_uri} (version {result.served_version}) at {result.endpoint_url}")
+    progress.finish()
+    return result
+
+
+ROLLOUT_PHASES = (
+    3  # local: start or gate a candidate / ready + smoke or switch / confirmed; k8s: apply / rollout / done
+)
+
+
+def _deploy(inp: DeployInput, settings: Settings, kube_client: Any, cwd: Path | None, progress: Progress):
+    progress.set_total(ROLLOUT_PHASES)
+    progress.status(f"rolling out {inp.model_uri} to {inp.deploy_target.value}")
     if inp.deploy_target == Target.local:
         from steps.deploy.local import rollout_local
 
@@ -33,10 +55,10 @@ def deploy(
         if settings.mlflow_tracking_uri and "MLFLOW_TRACKING_URI" not in serve_env:
             serve_env["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
         return rollout_local(
-            inp.model_copy(update={"serve_env": serve_env}), state_dir(settings), cwd or Path.cwd()
+            inp.model_copy(update={"serve_env": serve_env}), state_dir(settings), cwd or Path.cwd(), progress
         )
     if kube_client is None:
         raise StepError("the kubernetes target needs a Kubernetes API client (kube config or in-cluster)")
     from steps.deploy.k8s_deploy import rollout_kubernetes
 
-    return rollout_kubernetes(inp, settings, kube_client)
+    return rollout_kubernetes(inp, settings, kube_client, progress=progress)

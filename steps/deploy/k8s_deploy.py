@@ -10,6 +10,7 @@ from typing import Any
 
 from shared.errors import StepError, TransientError
 from shared.failures import TRANSIENT_HTTP_STATUS
+from shared.progress import NO_PROGRESS, Progress
 from shared.settings import Settings
 from steps.deploy import k8s_apply
 from steps.deploy.contract import DeployInput, DeployResult, Target
@@ -56,6 +57,7 @@ def rollout_kubernetes(
     *,
     resolver: Callable[[str, str | None], tuple[str, str]] = resolve_model_version,
     poll_s: float = 2.0,
+    progress: Progress = NO_PROGRESS,
 ) -> DeployResult:
     if not inp.image:
         raise StepError("--image is required for --deploy-target kubernetes (the serving image with its tag)")
@@ -77,6 +79,8 @@ def rollout_kubernetes(
         for manifest in render(spec):
             k8s_apply.apply_manifest(api, manifest)
             log.info("applied %s %s/%s", manifest["kind"], inp.deploy_namespace, inp.name)
+        progress.advance()
+        progress.status(f"applied; waiting for the rollout of {inp.deploy_namespace}/{inp.name}")
         try:
             k8s_apply.wait_for_rollout(
                 api, inp.name, inp.deploy_namespace, inp.rollout_timeout_s, poll_s=poll_s
@@ -90,6 +94,7 @@ def rollout_kubernetes(
             f"Kubernetes API error ({exc.status} {exc.reason}) deploying {inp.deploy_namespace}/{inp.name}: "
             f"{(exc.body or '')[:300]}"
         ) from None
+    progress.advance()
     url = endpoint_url(spec)
     return DeployResult(
         deploy_target=Target.kubernetes, endpoint_url=url, model_uri=model_uri, served_version=version

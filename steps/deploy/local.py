@@ -22,6 +22,7 @@ from pathlib import Path
 
 from shared.errors import StepError
 from shared.processes import port_is_free
+from shared.progress import NO_PROGRESS, Progress
 from steps.deploy import procs
 from steps.deploy.contract import DeployInput, DeployResult, Target
 from steps.deploy.gated_app import GATE_TIMEOUT_ENV
@@ -80,20 +81,22 @@ def _running_state(state_dir: Path) -> ServingState | None:
     return None
 
 
-def rollout_local(inp: DeployInput, state_dir: Path, cwd: Path) -> DeployResult:
+def rollout_local(
+    inp: DeployInput, state_dir: Path, cwd: Path, progress: Progress = NO_PROGRESS
+) -> DeployResult:
     """Start the server, or roll the running one over to `inp.model_uri` behind the health gate."""
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     state = _running_state(state_dir)
     if state is None:
-        state = _start(inp, state_dir, cwd)
+        state = _start(inp, state_dir, cwd, progress)
     else:
         if (state.host, state.port) != (inp.host, inp.serving_port):
             raise StepError(
                 f"a server already runs at {state.url}; roll out to the same --host/--port "
                 f"or stop it first (python -m steps.deploy stop)"
             )
-        state = _roll_over(inp, state, state_dir, cwd)
+        state = _roll_over(inp, state, state_dir, cwd, progress)
     return DeployResult(
         deploy_target=Target.local,
         endpoint_url=state.url,
@@ -102,7 +105,7 @@ def rollout_local(inp: DeployInput, state_dir: Path, cwd: Path) -> DeployResult:
     )
 
 
-def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
+def _start(inp: DeployInput, state_dir: Path, cwd: Path, progress: Progress = NO_PROGRESS) -> ServingState:
     if not port_is_free(inp.host, inp.serving_port):
         raise StepError(
             f"port {inp.serving_port} on {inp.host} is already in use by another program; "
@@ -116,6 +119,8 @@ def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
     write_json_model(config_path, config)
     proc = procs.spawn_gunicorn(config_path, log_file, cwd)
     log.info("started Gunicorn master pid %s for %s at %s", proc.pid, inp.model_uri, url)
+    progress.advance()
+    progress.status(f"server started at {url}; waiting for /ready and a smoke prediction")
     try:
         wait_ready(url, inp.ready_timeout_s, alive=lambda: proc.poll() is None)
         version = smoke_predict(url)
@@ -126,6 +131,7 @@ def _start(inp: DeployInput, state_dir: Path, cwd: Path) -> ServingState:
             f"the server for {inp.model_uri} failed its health gate and was stopped: {exc}\n"
             f"last lines of {log_file}:\n{procs.log_tail(log_file)}"
         ) from None
+    progress.advance()
     now = utc_now()
     state = ServingState(
         model_uri=inp.model_uri,
@@ -172,8 +178,11 @@ def gate_candidate(inp: DeployInput, state_dir: Path, cwd: Path, graceful_timeou
         config_path.unlink(missing_ok=True)
 
 
-def _roll_over(inp: DeployInput, state: ServingState, state_dir: Path, cwd: Path) -> ServingState:
+def _roll_over(
+    inp: DeployInput, state: ServingState, state_dir: Path, cwd: Path, progress: Progress = NO_PROGRESS
+) -> ServingState:
     log.info("gating %s on a candidate instance before it takes traffic", inp.model_uri)
+    progress.status(f"gating {inp.model_uri} on a candidate instance (/ready + smoke prediction)")
     try:
         new_version = gate_candidate(inp, state_dir, cwd, inp.graceful_timeout_s)
     except StepError as exc:
@@ -190,6 +199,8 @@ def _roll_over(inp: DeployInput, state: ServingState, state_dir: Path, cwd: Path
     write_json_model(config_path, new_config)
     log.info("candidate passed (version %s); switching master %s by SIGHUP", new_version, state.master_pid)
     os.kill(state.master_pid, signal.SIGHUP)
+    progress.advance()
+    progress.status(f"candidate passed; switching {state.url} to version {new_version}")
     try:
         _confirm_switch(state, old_workers, new_version, inp)
     except StepError as exc:
@@ -200,6 +211,7 @@ def _roll_over(inp: DeployInput, state: ServingState, state_dir: Path, cwd: Path
         else:
             outcome = "the server is down; run the rollout again"
         raise StepError(f"rollout of {inp.model_uri} failed after the gate ({exc}); {outcome}") from None
+    progress.advance()
     updated = state.model_copy(
         update={
             "model_uri": inp.model_uri,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from shared.progress import Progress
 from shared.step_cli import run_cli
 from steps.dvc_fetch.contract import FetchInput
 
@@ -15,4 +16,7 @@ from steps.dvc_fetch.contract import FetchInput
 def main(argv: Sequence[str] | None = None) -> None:
     from steps.dvc_fetch.core import fetch
 
-    run_cli("dvc-fetch", FetchInput, fetch, argv, prog="python -m steps.dvc_fetch")
+    def core(inp: FetchInput):
+        return fetch(inp, progress=Progress.from_env(unit="files"))
+
+    run_cli("dvc-fetch", FetchInput, core, argv, prog="python -m steps.dvc_fetch")

@@ -19,6 +19,7 @@ from shared.data_registry.hashing import dvc_dir_hash, file_md5
 from shared.errors import StepError, TransientError
 from shared.failures import is_transient
 from shared.object_store import check_dvc_remote
+from shared.progress import NO_PROGRESS, Progress
 from steps.dvc_fetch.contract import FetchInput, FetchResult
 
 log = logging.getLogger(__name__)
@@ -163,8 +164,10 @@ def _verify(out: Path, dir_hash: str, files: dict[str, str]) -> None:
         raise StepError(f"dataset directory hash {dvc_dir_hash(got)} does not match the recorded {dir_hash}")
 
 
-def fetch(inp: FetchInput) -> FetchResult:
-    """Fetch `inp.data_path` at `inp.data_version` from the registry into `inp.output_dir`, all or nothing."""
+def fetch(inp: FetchInput, progress: Progress = NO_PROGRESS) -> FetchResult:
+    """Fetch `inp.data_path` at `inp.data_version` from the registry into `inp.output_dir`, all or nothing.
+
+    `progress`: the dataset's files downloaded, out of the files DVC recorded."""
     path = inp.data_path.strip("/")
     url = inp.registry_url
     output_dir = Path(inp.output_dir)
@@ -188,7 +191,9 @@ def fetch(inp: FetchInput) -> FetchResult:
         )
         with sibling_tmp_dir(output_dir) as tmp:
             staged = tmp / "dataset"
-            _download(repo, path, files, staged, inp.jobs)
+            progress.set_total(len(files))
+            with progress.polling(lambda: sum((staged / rel).is_file() for rel in files)):
+                _download(repo, path, files, staged, inp.jobs)
             _verify(staged, dir_hash, files)
             try:
                 label_map, stats = validate_dataset(staged, inp.required_splits)
@@ -208,5 +213,6 @@ def fetch(inp: FetchInput) -> FetchResult:
         class_counts={name: s.class_counts(label_map) for name, s in stats.items()},
     )
     rows = ", ".join(f"{k} {v}" for k, v in result.rows.items())
+    progress.finish()
     log.info("fetched %s (%s): %s", inp.data_version, dir_hash, rows)
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from shared.progress import Progress
 from shared.settings import Settings
 from shared.step_cli import run_cli
 from steps.hpo.contract import HpoInput, HpoResultQuery
@@ -32,4 +33,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     from steps.hpo.core import run_search
 
-    run_cli("hpo", HpoInput, lambda inp: run_search(inp, Settings()), argv, prog=PROG)
+    def core(inp: HpoInput):
+        return run_search(inp, Settings(), progress=Progress.from_env(unit="trial epochs"))
+
+    run_cli("hpo", HpoInput, core, argv, prog=PROG)

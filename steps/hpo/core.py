@@ -41,6 +41,7 @@ from shared.mlflow_contract import (
 )
 from shared.mlflow_utils import connect
 from shared.model_package import log_model, resolve_model_reference
+from shared.progress import NO_PROGRESS, Progress
 from shared.ray_cluster import check_ray_address, credentials_hidden_from_ray_tune, resolve_ray_address
 from shared.results import atomic_write_text
 from shared.settings import Settings
@@ -66,13 +67,13 @@ def _check_model(ref: str) -> str:
     return path
 
 
-def _start_ray(inp: HpoInput) -> None:
+def _start_ray(inp: HpoInput) -> str | None:
     import ray
 
     if ray.is_initialized():
         ray.shutdown()
     try:
-        ray.init(
+        context = ray.init(
             address=inp.ray_address or "local",  # never attach to a stray cluster by accident
             num_cpus=None if inp.ray_address else inp.ray_num_cpus,
             include_dashboard=False,
@@ -92,6 +93,7 @@ def _start_ray(inp: HpoInput) -> None:
             raise StepError(
                 f"--{key.lower()}s-per-trial {wanted:g} exceeds the Ray cluster's {have:g} {key}(s)"
             )
+    return getattr(context, "dashboard_url", None)  # None or "" when the dashboard does not run
 
 
 def _load_state(storage_dir: Path) -> dict[str, Any] | None:
@@ -113,7 +115,7 @@ def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable
     return tune.with_resources(fn, {"cpu": inp.cpus_per_trial, "gpu": inp.gpus_per_trial})
 
 
-def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback, storage_dir: Path):
+def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list, storage_dir: Path):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -140,7 +142,7 @@ def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callback, stora
             storage_path=str(storage_dir),
             name=name,
             verbose=1,
-            callbacks=[callback],
+            callbacks=callbacks,
             failure_config=tune.FailureConfig(max_failures=inp.max_failures),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE
@@ -201,10 +203,17 @@ def _load_and_connect(inp: HpoInput, settings: Settings) -> tuple[TokenizedData,
     return data, connect(settings)
 
 
-def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., None] = run_trial) -> HpoResult:
+def run_search(
+    inp: HpoInput,
+    settings: Settings,
+    *,
+    trial_fn: Callable[..., None] = run_trial,
+    progress: Progress = NO_PROGRESS,
+) -> HpoResult:
     """Run (or `resume`) a search; returns the best trial's run and metrics.
 
-    `trial_fn` is the function each trial runs (tests wrap it to inject crashes).
+    `trial_fn` is the function each trial runs (tests wrap it to inject crashes); `progress`
+    gets trial epochs done out of the search's maximum, a status line and the URLs to watch.
     """
     ray_address = resolve_ray_address(inp.ray_address)
     if ray_address:
@@ -216,7 +225,7 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hpo-prepare") as pool:
         prepared = pool.submit(_load_and_connect, inp, settings)
         try:
-            _start_ray(inp)
+            dashboard_url = _start_ray(inp)
         except StepError:
             prepared.result()  # a bad input is the clearer error when both fail
             raise
@@ -225,6 +234,7 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
     from mlflow.tracking import MlflowClient
     from ray import tune
 
+    from steps.hpo.progress import ProgressCallback, report_links
     from steps.hpo.tracking import MlflowTrialCallback, create_parent_run
 
     try:
@@ -280,14 +290,18 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
                 json.dumps({"name": name, "parent_run_id": parent_run_id, "experiment_id": experiment_id}),
             )
             callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags)
-            tuner = _new_tuner(inp, space, trainable, name, callback, storage_dir)
+            watch = ProgressCallback(progress, inp.num_samples, inp.max_epochs)
+            tuner = _new_tuner(inp, space, trainable, name, [callback, watch], storage_dir)
+        report_links(progress, tracking_uri, experiment_id, parent_run_id, dashboard_url)
         try:
             with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
                 results = list(tuner.fit())
         except Exception:
             client.set_terminated(parent_run_id, status="FAILED")
             raise
-        return _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags)
+        result = _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags)
+        progress.finish()
+        return result
     finally:
         ray.shutdown()
 

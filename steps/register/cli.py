@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from shared.progress import Progress
 from shared.settings import Settings
 from shared.step_cli import run_cli
 from steps.register.contract import RegisterInput
@@ -15,4 +16,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     from steps.register.core import register
 
     prog = "python -m steps.register"
-    run_cli("register", RegisterInput, lambda inp: register(inp, Settings()), argv, prog=prog)
+
+    def core(inp: RegisterInput):
+        return register(inp, Settings(), progress=Progress.from_env(unit="rows evaluated"))
+
+    run_cli("register", RegisterInput, core, argv, prog=prog)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shared.mlflow_utils import connect
 from shared.model_package import MLFLOW_MODEL_PATH
+from shared.progress import NO_PROGRESS, Progress
 from shared.settings import Settings
 from steps.register import registry, runs
 from steps.register.contract import RegisterInput, RegisterResult
@@ -23,22 +24,28 @@ from steps.register.version_tags import description, evaluation_tags, hyperparam
 log = logging.getLogger(__name__)
 
 
-def _evaluate_uri(model_uri: str, data: EvalData) -> EvalMetrics:
+def _evaluate_uri(model_uri: str, data: EvalData, progress: Progress = NO_PROGRESS) -> EvalMetrics:
+    progress.set_total(progress.total + len(data.texts))  # rows to evaluate, per model evaluated
     with tempfile.TemporaryDirectory(prefix="register-model-") as tmp:
-        return evaluate_model_dir(registry.download_model_dir(model_uri, Path(tmp)), data)
+        return evaluate_model_dir(registry.download_model_dir(model_uri, Path(tmp)), data, progress.advance)
 
 
-def _challenger_metrics(client, existing, child_id: str, model_uri: str, data: EvalData, folder: str):
+def _challenger_metrics(
+    client, existing, child_id: str, model_uri: str, data: EvalData, folder: str, progress
+):
     """The challenger's metrics on `data`: reused from an earlier run of this step, else computed."""
     cached = registry.cached_metrics(existing, data.data_hash)
     if cached is not None:
         log.info("reusing the evaluation of version %s on this data", existing.version)
         return cached, existing.tags["evaluation_artifacts"]
-    metrics = _evaluate_uri(model_uri, data)
+    progress.status(f"evaluating the challenger {model_uri} on {data.split} ({len(data.texts)} rows)")
+    metrics = _evaluate_uri(model_uri, data, progress)
     return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval")
 
 
-def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: EvalData, child_id, folder):
+def _gate(
+    client, inp: RegisterInput, existing, challenger: EvalMetrics, data: EvalData, child_id, folder, progress
+):
     """Decide on the champion alias; returns (decision, champion version, champion metrics)."""
     champion = registry.version_by_alias(client, inp.model_name, registry.CHAMPION_ALIAS)
     if champion is None:
@@ -50,7 +57,8 @@ def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: E
         return GateDecision(True, reason), champion, challenger
     champ_metrics = registry.cached_metrics(champion, data.data_hash)
     if champ_metrics is None:
-        champ_metrics = _evaluate_uri(f"models:/{inp.model_name}/{champion.version}", data)
+        progress.status(f"evaluating the champion, version {champion.version}, on {data.split}")
+        champ_metrics = _evaluate_uri(f"models:/{inp.model_name}/{champion.version}", data, progress)
         champ_folder = f"{folder}/champion-v{champion.version}"
         registry.log_evaluation(client, child_id, champ_metrics, champ_folder, "champion")
     decision = decide(
@@ -63,8 +71,10 @@ def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: E
     return decision, champion, champ_metrics
 
 
-def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
-    """Find the best child of the parent run, evaluate it, register it, gate the champion alias."""
+def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PROGRESS) -> RegisterResult:
+    """Find the best child of the parent run, evaluate it, register it, gate the champion alias.
+
+    `progress`: rows evaluated, out of the rows of every evaluation this run needs."""
     experiment_id = connect(settings)
     from mlflow import MlflowClient
 
@@ -82,8 +92,10 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
     data = load_eval_split(inp.dataset_dir, limit=inp.eval_limit)
     folder = f"evaluation/{data.split}-{data.data_hash[:12]}"
     existing = registry.find_version_for(client, inp.model_name, parent_id, child_id)
-    challenger, eval_uri = _challenger_metrics(client, existing, child_id, source_uri, data, folder)
-    decision, champion, champ_metrics = _gate(client, inp, existing, challenger, data, child_id, folder)
+    challenger, eval_uri = _challenger_metrics(client, existing, child_id, source_uri, data, folder, progress)
+    decision, champion, champ_metrics = _gate(
+        client, inp, existing, challenger, data, child_id, folder, progress
+    )
     log.info("gate: %s", decision.reason)
 
     tags = version_tags(parent, child, settings, model_artifact_uri=source_uri)
@@ -108,6 +120,8 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
     if decision.promote:
         client.set_registered_model_alias(inp.model_name, registry.CHAMPION_ALIAS, version)
     client.set_tag(child_id, "registered_model_version", f"{inp.model_name}/{version}")
+    progress.status(f"version {version}: {decision.reason}")
+    progress.finish()
 
     return RegisterResult(
         model_name=inp.model_name,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,8 +106,12 @@ def load_eval_split(dataset_dir: Path, limit: int = 0, seed: int = 0) -> EvalDat
     return EvalData(split=split, texts=texts, labels=labels, label_names=label_names, data_hash=digest)
 
 
-def predict_label_names(model_dir: Path, texts: list[str], batch_size: int = 64) -> list[str]:
-    """Predicted label names, batching texts of similar length so padding stays small."""
+def predict_label_names(
+    model_dir: Path, texts: list[str], batch_size: int = 64, on_rows: Callable[[int], None] | None = None
+) -> list[str]:
+    """Predicted label names, batching texts of similar length so padding stays small.
+
+    `on_rows(n)` is called after each batch with its number of rows (progress)."""
     import torch
 
     from shared.model_package import load_model_dir
@@ -121,6 +126,8 @@ def predict_label_names(model_dir: Path, texts: list[str], batch_size: int = 64)
             enc = tokenizer(batch, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
             for i, label_id in zip(idx, model(**enc).logits.argmax(dim=-1).tolist(), strict=True):
                 preds[i] = labels[int(label_id)]
+            if on_rows is not None:
+                on_rows(len(idx))
     return preds
 
 
@@ -147,7 +154,9 @@ def compute_metrics(data: EvalData, predicted: list[str]) -> EvalMetrics:
     )
 
 
-def evaluate_model_dir(model_dir: Path, data: EvalData) -> EvalMetrics:
+def evaluate_model_dir(
+    model_dir: Path, data: EvalData, on_rows: Callable[[int], None] | None = None
+) -> EvalMetrics:
     """Check the model speaks the dataset's labels, then score it on the data."""
     from shared.model_package import read_labels
 
@@ -157,7 +166,7 @@ def evaluate_model_dir(model_dir: Path, data: EvalData) -> EvalMetrics:
             f"model labels {sorted(model_labels)} do not match "
             f"the dataset's label_map {sorted(data.label_names)}"
         )
-    return compute_metrics(data, predict_label_names(model_dir, data.texts))
+    return compute_metrics(data, predict_label_names(model_dir, data.texts, on_rows=on_rows))
 
 
 def plot_confusion_matrix(metrics: EvalMetrics, path: Path, title: str = "") -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
+from shared.progress import Progress
 from shared.step_cli import run_cli
 from steps.tokenize.contract import TokenizeInput
 
@@ -19,4 +20,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
     from steps.tokenize.core import tokenize
 
-    run_cli("tokenize", TokenizeInput, tokenize, argv, prog="python -m steps.tokenize")
+    def core(inp: TokenizeInput):
+        return tokenize(inp, progress=Progress.from_env(unit="rows"))
+
+    run_cli("tokenize", TokenizeInput, core, argv, prog="python -m steps.tokenize")

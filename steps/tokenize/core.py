@@ -28,6 +28,7 @@ from shared.data_registry.format import REQUIRED_SPLITS, split_files, validate_d
 from shared.data_registry.hashing import file_sha256
 from shared.errors import StepError
 from shared.model_package import resolve_model_reference, write_labels
+from shared.progress import NO_PROGRESS, Progress
 from steps.tokenize.contract import TokenizeInput, TokenizeResult
 
 log = logging.getLogger(__name__)
@@ -199,8 +200,8 @@ def _tokenize_split(src: Path, dest: Path, split: str, encode, inp: TokenizeInpu
     return rows, tokens, at_max
 
 
-def tokenize(inp: TokenizeInput) -> TokenizeResult:
-    """Tokenize every split of `inp.dataset_dir` into `inp.output_dir`, all or nothing."""
+def tokenize(inp: TokenizeInput, progress: Progress = NO_PROGRESS) -> TokenizeResult:
+    """Tokenize every split of `inp.dataset_dir` into `inp.output_dir`, all or nothing (`progress`: rows)."""
     label_map, stats = validate_dataset(inp.dataset_dir, REQUIRED_SPLITS)
     if sorted(label_map) != list(range(len(label_map))):
         raise StepError(
@@ -210,6 +211,13 @@ def tokenize(inp: TokenizeInput) -> TokenizeResult:
     tokenizer = load_tokenizer(inp.model)
     encode = batch_encoder(tokenizer, inp.max_length)
     splits = split_files(inp.dataset_dir)
+    encode = progress.counting(encode)  # rows out of all the rows kept (limits applied)
+    progress.set_total(
+        sum(
+            min(stats[s].rows, (inp.limit if s == TRAIN_SPLIT else inp.eval_limit) or stats[s].rows)
+            for s in splits
+        )
+    )
     rows: dict[str, int] = {}
     tokens: dict[str, int] = {}
     at_max: dict[str, int] = {}
@@ -246,6 +254,7 @@ def tokenize(inp: TokenizeInput) -> TokenizeResult:
         digest = tree_sha256(staged)
         atomic_replace_dir(staged, inp.output_dir)
     total = sum(rows.values())
+    progress.finish()
     log.info(
         "tokenized %d rows (%s) in %.1fs: %.0f texts/s",
         total,
