@@ -205,12 +205,13 @@ def test_cli_finds_the_newest_parent_of_a_workflow_and_writes_result_files(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", register_settings.mlflow_tracking_uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", register_settings.mlflow_experiment_name)
     args = ["--workflow-uid", "wf-cli", "--dataset-dir", str(dataset_dir), "--model-name", name]
-    args += ["--eval-limit", "60", "--metric", "f1_macro", "--result-dir", str(tmp_path)]
+    args += ["--eval-limit", "60", "--f1-macro-tolerance", "0.02", "--result-dir", str(tmp_path)]
     code, out = run_main(main, args, capsys)
     assert code == 0, out
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["parent_run_id"] == newest.parent_run_id and data["source_run_id"] == newest.child_run_ids[0]
-    assert data["metric"] == "f1_macro" and "f1_macro" in data["reason"]
+    assert "f1_macro" in data["reason"] and 0 < data["challenger_f1_macro"] < 1
+    assert (tmp_path / "temperature").read_text() == "1.0"  # no temperature.json: uncalibrated
     assert (tmp_path / "promoted").read_text() == "true"
     assert (tmp_path / "version").read_text() == "1"
     assert (tmp_path / "model-uri").read_text() == f"models:/{name}/1"
