@@ -22,7 +22,9 @@ from pydantic import BaseModel
 
 from shared.results import write_result
 
-KEY_VERSION = "v1"  # bump to invalidate every cached output (e.g. when an output format changes)
+# bump to invalidate every cached output (e.g. when an output format changes);
+# v2: the tokenize output gained the tune split (tune.parquet), which hpo requires
+KEY_VERSION = "v2"
 # The flags this task takes: workflow parameters of the same names (the workflow passes each one).
 INPUTS = (
     "registry-url",

@@ -328,7 +328,9 @@ def register_template() -> Container:
     values = {
         "workflow_uid": "{{workflow.uid}}",
         "dataset_dir": "{{inputs.artifacts.dataset.path}}",
-        **workflow_fields(RegisterInput, "model_name", "promotion_tolerance", "eval_limit"),
+        **workflow_fields(
+            RegisterInput, "model_name", "accuracy_tolerance", "f1_macro_tolerance", "eval_limit"
+        ),
     }
     return _container(
         "register",

@@ -121,7 +121,8 @@ def _parameters() -> tuple[ParamSpec, ...]:
         ),
         field_param(HpoInput, "seed", TokenizeInput),
         field_param(RegisterInput, "model_name"),
-        field_param(RegisterInput, "promotion_tolerance"),
+        field_param(RegisterInput, "accuracy_tolerance"),
+        field_param(RegisterInput, "f1_macro_tolerance"),
         # The workflow runs on a cluster; `run_local`'s demo profile switches to local.
         field_param(DeployInput, "deploy_target", default="kubernetes"),
         # steps/deploy/k8s/rbac.yaml grants the deploy step this namespace only.

@@ -36,9 +36,10 @@ class TorchBackend:
     """The model directory run by PyTorch in inference mode."""
 
     def __init__(self, model_dir: Path, max_tokens: int = 128) -> None:
-        from shared.model_package import load_model_dir
+        from shared.model_package import load_model_dir, read_temperature
 
         self.model, self.tokenizer, self.labels = load_model_dir(model_dir)
+        self.temperature = read_temperature(model_dir)  # calibration (temperature.json; 1.0 without)
         self.max_tokens = max_tokens
         n_out = int(self.model.config.num_labels)
         if n_out != len(self.labels):
@@ -52,7 +53,7 @@ class TorchBackend:
         )
         with torch.inference_mode():
             logits = self.model(**enc).logits
-            return torch.softmax(logits.float(), dim=-1).numpy()
+            return torch.softmax(logits.float() / self.temperature, dim=-1).numpy()
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8")

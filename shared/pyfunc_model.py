@@ -15,9 +15,11 @@ from mlflow.pyfunc import PythonModel, PythonModelContext
 
 class EmotionPyfunc(PythonModel):
     def load_context(self, context):
-        from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, load_model_dir
+        from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, load_model_dir, read_temperature
 
-        self.model, self.tokenizer, self.labels = load_model_dir(context.artifacts[MLFLOW_MODEL_DIR_ARTIFACT])
+        model_dir = context.artifacts[MLFLOW_MODEL_DIR_ARTIFACT]
+        self.model, self.tokenizer, self.labels = load_model_dir(model_dir)
+        self.temperature = read_temperature(model_dir)  # calibrated confidences (1.0: none stored)
 
     def predict(
         self, context: PythonModelContext, model_input: list[str], params: dict[str, Any] | None = None
@@ -29,7 +31,7 @@ class EmotionPyfunc(PythonModel):
         texts = [str(t) for t in model_input]
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
         with torch.inference_mode():
-            probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)
+            probs = torch.softmax(self.model(**enc).logits.float() / self.temperature, dim=-1)
         conf, idx = probs.max(dim=-1)
         out = pd.DataFrame({"emotion": [self.labels[int(i)] for i in idx], "confidence": conf.tolist()})
         for i, name in self.labels.items():

@@ -15,7 +15,9 @@ class HpoInput(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tokenized_dir: Path = Field(description="tokenize step output (train/validation parquet)")
+    tokenized_dir: Path = Field(
+        description="tokenize step output (train/tune parquet; validation is not read)"
+    )
     model: str = Field(
         DEFAULT_MODEL, min_length=1, description="base model: directory, model package or hub id"
     )

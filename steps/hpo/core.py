@@ -36,6 +36,15 @@ from shared.mlflow_contract import (
     SEARCH_METRIC_PARAM,
     SEARCH_MODE,
     SEARCH_MODE_PARAM,
+    SELECTION_SPLIT,
+    SELECTION_SPLIT_PARAM,
+    TEMPERATURE_METRIC,
+    TRAIN_ROWS_PARAM,
+    TUNE_ECE_AFTER,
+    TUNE_ECE_BEFORE,
+    TUNE_FRACTION_PARAM,
+    TUNE_ROWS_PARAM,
+    TUNE_SHA256_PARAM,
     WORKFLOW_UID_TAG,
     parent_runs_of_workflow,
 )
@@ -165,21 +174,38 @@ def _best_checkpoint(results) -> tuple[Any, Any, dict[str, Any]]:
     return best
 
 
-def _log_best_model(client, run_id: str, checkpoint) -> None:
-    """Log the best checkpoint as the `model` of its child run, keeping the run's status."""
+def _log_best_model(client, run_id: str, checkpoint, data: TokenizedData, config: dict[str, Any]):
+    """Calibrate the best checkpoint on the tune split (`temperature.json`), then log it as the
+    `model` of its child run, keeping the run's status; returns the temperature fit."""
     import mlflow
 
+    from steps.hpo.calibrate import calibrate_model_dir
     from steps.hpo.train import MODEL_DIR_EXCLUDES
 
     status = client.get_run(run_id).info.status
     with tempfile.TemporaryDirectory(prefix="hpo-best-") as tmp, checkpoint.as_directory() as ckpt:
         model_dir = Path(tmp) / "model_dir"
         shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns(*MODEL_DIR_EXCLUDES))
+        fit = calibrate_model_dir(model_dir, data, max_length=config.get("max_length"))
         mlflow.start_run(run_id=run_id)
         try:
             log_model(model_dir)
         finally:
             mlflow.end_run(status=status)
+    return fit
+
+
+def _tune_lineage(tokenized_dir: Path) -> dict[str, Any]:
+    """What the tokenize manifest says about the tune split (fraction, file hash), for the parent run."""
+    path = Path(tokenized_dir) / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    out: dict[str, Any] = {}
+    if "fraction" in (manifest.get("tune") or {}):
+        out[TUNE_FRACTION_PARAM] = manifest["tune"]["fraction"]
+    sha = (manifest.get("outputs_sha256") or {}).get(SELECTION_SPLIT)
+    if sha:
+        out[TUNE_SHA256_PARAM] = sha
+    return out
 
 
 def _plot_trials(client, parent_run_id: str, results, space: dict) -> None:
@@ -278,8 +304,10 @@ def run_search(
                 "gpus_per_trial": inp.gpus_per_trial,
                 "torch_threads": trial_threads(inp.cpus_per_trial, inp.torch_threads),
                 "limit": inp.limit,
-                "train_rows": len(data.train),
-                "validation_rows": len(data.validation),
+                SELECTION_SPLIT_PARAM: SELECTION_SPLIT,
+                TRAIN_ROWS_PARAM: len(data.train),
+                TUNE_ROWS_PARAM: len(data.tune),
+                **_tune_lineage(inp.tokenized_dir),
                 "seed": inp.seed,
                 "model": inp.model,
                 "search_space": space_json(space),
@@ -299,14 +327,14 @@ def run_search(
         except Exception:
             client.set_terminated(parent_run_id, status="FAILED")
             raise
-        result = _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags)
+        result = _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags, data)
         progress.finish()
         return result
     finally:
         ray.shutdown()
 
 
-def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags) -> HpoResult:
+def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags, data) -> HpoResult:
     """Close any child run left open (e.g. the driver died before its callback), log the best."""
     from steps.hpo.tracking import RUNNING, MlflowTrialCallback
 
@@ -325,16 +353,23 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
     best, checkpoint, metrics = _best_checkpoint(results)
     best_trial_id = best.metrics.get("trial_id")
     best_run_id = tracker.existing_children()[best_trial_id]
-    _log_best_model(client, best_run_id, checkpoint)
-    _plot_trials(client, parent_run_id, results, space)
     best_config = dict(best.config or {})
+    fit = _log_best_model(client, best_run_id, checkpoint, data, best_config)
+    _plot_trials(client, parent_run_id, results, space)
     model_uri = f"runs:/{best_run_id}/model"
+    calibration = [
+        _metric(TEMPERATURE_METRIC, fit.temperature),
+        _metric(TUNE_ECE_BEFORE, fit.ece_before),
+        _metric(TUNE_ECE_AFTER, fit.ece_after),
+    ]
+    client.log_batch(best_run_id, metrics=calibration)
     client.log_batch(
         parent_run_id,
         metrics=[
             _metric(BEST_VAL_LOSS, metrics[METRIC]),
             _metric(BEST_VAL_ACCURACY, metrics["val_accuracy"]),
             _metric("failed_trials", sum(1 for r in results if r.error)),
+            *calibration,
         ],
     )
     for key, value in {

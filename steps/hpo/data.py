@@ -3,6 +3,10 @@
 A split is kept as flat numpy arrays (all token ids end to end + offsets), which Ray stores
 once and every trial maps zero-copy. Batches are length-bucketed and padded only to the
 longest row of the batch (the median text is ~20 tokens; padding to 128 wastes most compute).
+
+The search reads two splits: `train` (fits the weights) and `tune` (carved out of the training
+rows by the tokenize step; trials are ranked on it and the temperature is fitted on it). It never
+reads `validation`: that split is kept untouched for register's promotion gate.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import numpy as np
 
 from shared.errors import StepError
 
-SPLITS = ("train", "validation")
+SPLITS = ("train", "tune")  # validation is register's gate split: never read here
 COLUMNS = ("input_ids", "label", "length")
 
 
@@ -41,7 +45,7 @@ class TokenizedSplit:
 @dataclass(frozen=True)
 class TokenizedData:
     train: TokenizedSplit
-    validation: TokenizedSplit
+    tune: TokenizedSplit  # model selection and calibration; the trial metrics val_* are computed on it
     labels: dict[int, str]
     pad_token_id: int
     tokenizer_dir: Path
@@ -101,8 +105,8 @@ def load_tokenized(tokenized_dir: Path, limit: int = 0, seed: int = 0) -> Tokeni
     tokenizer_dir = tokenized_dir / "tokenizer"
     if not tokenizer_dir.is_dir():
         raise StepError(f"{tokenizer_dir} is missing (the tokenize step saves the tokenizer there)")
-    train, validation = (_read_split(tokenized_dir / f"{s}.parquet") for s in SPLITS)
-    for name, split in (("train", train), ("validation", validation)):
+    train, tune = (_read_split(tokenized_dir / f"{s}.parquet") for s in SPLITS)
+    for name, split in (("train", train), ("tune", tune)):
         bad = np.flatnonzero((split.labels < 0) | (split.labels >= len(labels)))
         if bad.size:
             raise StepError(
@@ -116,7 +120,7 @@ def load_tokenized(tokenized_dir: Path, limit: int = 0, seed: int = 0) -> Tokeni
     pad = AutoTokenizer.from_pretrained(tokenizer_dir).pad_token_id
     return TokenizedData(
         train=train,
-        validation=validation,
+        tune=tune,
         labels=labels,
         pad_token_id=int(pad or 0),
         tokenizer_dir=tokenizer_dir,

@@ -195,7 +195,9 @@ class TrialTrainer:
 
     @torch.inference_mode()
     def evaluate(self, split: TokenizedSplit | None = None) -> dict[str, float]:
-        split = split or self.data.validation
+        """Loss, accuracy and macro-F1 on `split` (default: the tune split, the search's selection
+        split; the metrics keep their `val_` names, which ASHA and MLflow know them by)."""
+        split = split or self.data.tune
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         preds, golds = [], []

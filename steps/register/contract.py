@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -23,11 +22,24 @@ class RegisterInput(BaseModel):
     model_name: str = Field(
         default=DEFAULT_MODEL_NAME, pattern=r"^[A-Za-z0-9][\w.-]*$", description="registered model name"
     )
-    promotion_tolerance: float = Field(
-        default=0.005, ge=0.0, le=1.0, description="promote unless worse than the champion by more than this"
+    accuracy_tolerance: float = Field(
+        default=0.005,
+        ge=0.0,
+        le=1.0,
+        description="gate: promote only if accuracy is at most this much below the champion's",
     )
-    metric: Literal["accuracy", "f1_macro"] = Field("accuracy", description="the gate's metric")
+    f1_macro_tolerance: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=1.0,
+        description="gate: promote only if macro-F1 is at most this much below the champion's",
+    )
     eval_limit: int = Field(default=0, ge=0, description="evaluate on a fixed sample of N rows; 0 = all")
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """The gate's metrics and their tolerances, in the order they are checked."""
+        return {"accuracy": self.accuracy_tolerance, "f1_macro": self.f1_macro_tolerance}
 
     @model_validator(mode="after")
     def _one_parent_reference(self) -> RegisterInput:
@@ -43,9 +55,13 @@ class RegisterResult(BaseModel):
     promoted: bool
     reason: str
     challenger_accuracy: float
+    challenger_f1_macro: float
     champion_version: int | None
     champion_accuracy: float | None
-    metric: str
+    champion_f1_macro: float | None
+    temperature: float = Field(description="the challenger's calibration temperature (1.0: none)")
+    ece_before: float | None = Field(description="challenger's expected calibration error at temperature 1")
+    ece_after: float | None = Field(description="challenger's expected calibration error as served")
     eval_split: str
     parent_run_id: str
     source_run_id: str

@@ -7,6 +7,7 @@ it made before (tag `parent_run_id` + source run) and reuses it and its evaluati
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -18,8 +19,9 @@ from shared.settings import Settings
 from steps.register import registry, runs
 from steps.register.contract import RegisterInput, RegisterResult
 from steps.register.evaluate import EvalData, EvalMetrics, evaluate_model_dir, load_eval_split
-from steps.register.gate import GateDecision, decide
-from steps.register.version_tags import description, evaluation_tags, hyperparameters, version_tags
+from steps.register.gate import GATE_METRICS, GateDecision, decide, decision_record
+from steps.register.model_card import CardInputs, description, model_card
+from steps.register.version_tags import evaluation_tags, gate_tags, hyperparameters, version_tags
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +45,17 @@ def _challenger_metrics(
     return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval")
 
 
+def _scores(metrics: EvalMetrics) -> dict[str, float]:
+    return {m: metrics.score(m) for m in GATE_METRICS}
+
+
 def _gate(
     client, inp: RegisterInput, existing, challenger: EvalMetrics, data: EvalData, child_id, folder, progress
 ):
     """Decide on the champion alias; returns (decision, champion version, champion metrics)."""
     champion = registry.version_by_alias(client, inp.model_name, registry.CHAMPION_ALIAS)
     if champion is None:
-        score = challenger.score(inp.metric)
-        first = decide(score, None, tolerance=inp.promotion_tolerance, metric=inp.metric)
-        return first, None, None
+        return decide(_scores(challenger), None, tolerances=inp.tolerances), None, None
     if existing is not None and champion.version == existing.version:
         reason = f"version {existing.version} is already the champion"
         return GateDecision(True, reason), champion, challenger
@@ -62,13 +66,20 @@ def _gate(
         champ_folder = f"{folder}/champion-v{champion.version}"
         registry.log_evaluation(client, child_id, champ_metrics, champ_folder, "champion")
     decision = decide(
-        challenger.score(inp.metric),
-        champ_metrics.score(inp.metric),
-        tolerance=inp.promotion_tolerance,
-        metric=inp.metric,
+        _scores(challenger),
+        _scores(champ_metrics),
+        tolerances=inp.tolerances,
         champion_version=champion.version,
     )
     return decision, champion, champ_metrics
+
+
+def _log_decision(client, run_id: str, folder: str, record: dict, card: str) -> None:
+    """The gate's decision record (`gate_decision.json`) and the full model card (`model_card.md`)."""
+    with tempfile.TemporaryDirectory(prefix="register-card-") as tmp:
+        (Path(tmp) / "gate_decision.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+        (Path(tmp) / "model_card.md").write_text(card)
+        client.log_artifacts(run_id, tmp, folder)
 
 
 def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PROGRESS) -> RegisterResult:
@@ -98,24 +109,30 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     )
     log.info("gate: %s", decision.reason)
 
+    champion_version = champion.version if champion is not None else None
+    record = decision_record(decision, challenger, champ_metrics, champion_version=champion_version)
     tags = version_tags(parent, child, settings, model_artifact_uri=source_uri)
     tags.update(evaluation_tags(challenger, eval_uri))
     if existing is None:
         existing = registry.create_version(client, inp.model_name, source_uri, tags)
     version = str(existing.version)
-    gate_tags = {
-        "gate_metric": inp.metric,
-        "gate_tolerance": str(inp.promotion_tolerance),
-        "gate_promoted": str(decision.promote).lower(),
-        "gate_reason": decision.reason,
-        "gate_champion_version": str(champion.version) if champion is not None else "",
-    }
-    for key, value in {**tags, **gate_tags}.items():
+    for key, value in {**tags, **gate_tags(record, inp.tolerances)}.items():
         if value == "":
             continue
         client.set_model_version_tag(inp.model_name, version, key, value)
-    text = description(tags, hyperparameters(child), challenger, decision.reason)
-    client.update_model_version(inp.model_name, version, description=text)
+    card = CardInputs(
+        model_name=inp.model_name,
+        version=version,
+        tags=tags,
+        hyperparameters=hyperparameters(child),
+        parent_params=dict(parent.data.params),
+        parent_metrics=dict(parent.data.metrics),
+        metrics=challenger,
+        decision=record,
+        report_uri=eval_uri,
+    )
+    _log_decision(client, child_id, folder, record, model_card(card))
+    client.update_model_version(inp.model_name, version, description=description(card))
     client.set_registered_model_alias(inp.model_name, registry.CHALLENGER_ALIAS, version)
     if decision.promote:
         client.set_registered_model_alias(inp.model_name, registry.CHAMPION_ALIAS, version)
@@ -123,6 +140,7 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     progress.status(f"version {version}: {decision.reason}")
     progress.finish()
 
+    calibration = challenger.calibration
     return RegisterResult(
         model_name=inp.model_name,
         version=int(version),
@@ -130,9 +148,13 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
         promoted=decision.promote,
         reason=decision.reason,
         challenger_accuracy=challenger.accuracy,
+        challenger_f1_macro=challenger.f1_macro,
         champion_version=int(champion.version) if champion is not None else None,
         champion_accuracy=champ_metrics.accuracy if champ_metrics is not None else None,
-        metric=inp.metric,
+        champion_f1_macro=champ_metrics.f1_macro if champ_metrics is not None else None,
+        temperature=calibration.temperature if calibration is not None else 1.0,
+        ece_before=calibration.ece_before if calibration is not None else None,
+        ece_after=calibration.ece_after if calibration is not None else None,
         eval_split=data.split,
         parent_run_id=parent_id,
         source_run_id=child_id,

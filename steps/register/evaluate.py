@@ -42,6 +42,17 @@ class ClassMetrics(BaseModel):
     support: int
 
 
+class CalibrationMetrics(BaseModel):
+    """The model's confidences on the evaluation split, raw (temperature 1) and as served."""
+
+    temperature: float  # from the model's temperature.json (1.0 without one)
+    ece_before: float  # expected calibration error of softmax(logits)
+    ece_after: float  # ... of softmax(logits / temperature): what serving returns
+    nll_before: float
+    nll_after: float
+    bins: int
+
+
 class EvalMetrics(BaseModel):
     split: str
     rows: int
@@ -51,6 +62,7 @@ class EvalMetrics(BaseModel):
     per_class: list[ClassMetrics]
     confusion: list[list[int]]  # rows: gold label, columns: predicted, both in label_names order
     label_names: list[str]
+    calibration: CalibrationMetrics | None = None  # None in reports written before calibration
 
     def score(self, metric: str) -> float:
         if metric not in METRICS:
@@ -106,32 +118,53 @@ def load_eval_split(dataset_dir: Path, limit: int = 0, seed: int = 0) -> EvalDat
     return EvalData(split=split, texts=texts, labels=labels, label_names=label_names, data_hash=digest)
 
 
-def predict_label_names(
+def predict_logits(
     model_dir: Path, texts: list[str], batch_size: int = 64, on_rows: Callable[[int], None] | None = None
-) -> list[str]:
-    """Predicted label names, batching texts of similar length so padding stays small.
-
-    `on_rows(n)` is called after each batch with its number of rows (progress)."""
+):
+    """(float32 logits in the model's label-id order, the model's labels), batching texts of
+    similar length so padding stays small. `on_rows(n)` is called after each batch (progress)."""
+    import numpy as np
     import torch
 
     from shared.model_package import load_model_dir
 
     model, tokenizer, labels = load_model_dir(Path(model_dir))
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    preds: list[str] = [""] * len(texts)
+    out = np.zeros((len(texts), len(labels)), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             batch = [texts[i] for i in idx]
             enc = tokenizer(batch, padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")
-            for i, label_id in zip(idx, model(**enc).logits.argmax(dim=-1).tolist(), strict=True):
-                preds[i] = labels[int(label_id)]
+            out[idx] = model(**enc).logits.float().numpy()
             if on_rows is not None:
                 on_rows(len(idx))
-    return preds
+    return out, labels
 
 
-def compute_metrics(data: EvalData, predicted: list[str]) -> EvalMetrics:
+def predict_label_names(model_dir: Path, texts: list[str], batch_size: int = 64) -> list[str]:
+    """Predicted label names (a temperature never changes them)."""
+    logits, labels = predict_logits(model_dir, texts, batch_size)
+    return [labels[int(i)] for i in logits.argmax(axis=-1)]
+
+
+def calibration_metrics(logits, gold_ids, temperature: float) -> CalibrationMetrics:
+    """ECE and NLL of the confidences without (T=1) and with the model's temperature."""
+    from shared.calibration import ECE_BINS, expected_calibration_error, nll, softmax
+
+    return CalibrationMetrics(
+        temperature=float(temperature),
+        ece_before=expected_calibration_error(softmax(logits), gold_ids),
+        ece_after=expected_calibration_error(softmax(logits, temperature), gold_ids),
+        nll_before=nll(logits, gold_ids),
+        nll_after=nll(logits, gold_ids, temperature),
+        bins=ECE_BINS,
+    )
+
+
+def compute_metrics(
+    data: EvalData, predicted: list[str], calibration: CalibrationMetrics | None = None
+) -> EvalMetrics:
     """Accuracy, macro-F1 over the dataset's labels, per-class table and confusion matrix."""
     from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
@@ -151,14 +184,18 @@ def compute_metrics(data: EvalData, predicted: list[str]) -> EvalMetrics:
         ],
         confusion=confusion_matrix(data.labels, predicted, labels=names).tolist(),
         label_names=names,
+        calibration=calibration,
     )
 
 
 def evaluate_model_dir(
     model_dir: Path, data: EvalData, on_rows: Callable[[int], None] | None = None
 ) -> EvalMetrics:
-    """Check the model speaks the dataset's labels, then score it on the data."""
-    from shared.model_package import read_labels
+    """Check the model speaks the dataset's labels, then score it on the data: predictions, and
+    the calibration of its confidences with the temperature stored with it."""
+    import numpy as np
+
+    from shared.model_package import read_labels, read_temperature
 
     model_labels = set(read_labels(Path(model_dir)).values())
     if model_labels != set(data.label_names):
@@ -166,7 +203,12 @@ def evaluate_model_dir(
             f"model labels {sorted(model_labels)} do not match "
             f"the dataset's label_map {sorted(data.label_names)}"
         )
-    return compute_metrics(data, predict_label_names(model_dir, data.texts, on_rows=on_rows))
+    temperature = read_temperature(Path(model_dir))
+    logits, labels = predict_logits(model_dir, data.texts, on_rows=on_rows)
+    predicted = [labels[int(i)] for i in logits.argmax(axis=-1)]
+    model_id = {name: i for i, name in labels.items()}
+    gold_ids = np.array([model_id[name] for name in data.labels], dtype=np.int64)
+    return compute_metrics(data, predicted, calibration_metrics(logits, gold_ids, temperature))
 
 
 def plot_confusion_matrix(metrics: EvalMetrics, path: Path, title: str = "") -> Path:
@@ -203,7 +245,7 @@ def per_class_csv(metrics: EvalMetrics) -> str:
 
 
 def write_report(metrics: EvalMetrics, out_dir: Path) -> Path:
-    """Write metrics.json, per_class.csv and confusion_matrix.png into `out_dir`."""
+    """Write metrics.json (calibration included), per_class.csv and confusion_matrix.png."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "metrics.json", metrics.model_dump_json(indent=2) + "\n")

@@ -66,12 +66,13 @@ def log_evaluation(client, run_id: str, metrics: EvalMetrics, artifact_dir: str,
     with tempfile.TemporaryDirectory(prefix="register-eval-") as tmp:
         client.log_artifacts(run_id, str(write_report(metrics, Path(tmp))), artifact_dir)
     now = int(time.time() * 1000)
+    values = {"accuracy": metrics.accuracy, "f1_macro": metrics.f1_macro}
+    if metrics.calibration is not None:  # expected calibration error without / with the temperature
+        values["ece_before"] = metrics.calibration.ece_before
+        values["ece_after"] = metrics.calibration.ece_after
+        values["temperature"] = metrics.calibration.temperature
     client.log_batch(
-        run_id,
-        metrics=[
-            Metric(f"{metric_prefix}_accuracy", metrics.accuracy, now, 0),
-            Metric(f"{metric_prefix}_f1_macro", metrics.f1_macro, now, 0),
-        ],
+        run_id, metrics=[Metric(f"{metric_prefix}_{name}", float(v), now, 0) for name, v in values.items()]
     )
     return f"runs:/{run_id}/{artifact_dir}"
 

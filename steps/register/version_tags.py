@@ -1,4 +1,5 @@
-"""Lineage tags and the description of a model version, read back by serving's `/info`.
+"""Lineage, evaluation and gate tags of a model version, read back by serving's `/info`
+(the version's description, its model card, is built by `steps.register.model_card`).
 
 The data/code lineage comes from the hpo parent run (tagged via `shared.lineage` when the model
 was trained), falling back to the child run and then to this step's own settings.
@@ -58,7 +59,7 @@ def version_tags(parent, child, settings: Settings, *, model_artifact_uri: str) 
 
 
 def evaluation_tags(metrics: EvalMetrics, artifact_uri: str) -> dict[str, str]:
-    return {
+    tags = {
         "eval_split": metrics.split,
         "eval_rows": str(metrics.rows),
         "eval_data_hash": metrics.data_hash,
@@ -66,23 +67,27 @@ def evaluation_tags(metrics: EvalMetrics, artifact_uri: str) -> dict[str, str]:
         "eval_f1_macro": f"{metrics.f1_macro:.6f}",
         "evaluation_artifacts": artifact_uri,
     }
+    if metrics.calibration is not None:
+        tags["temperature"] = f"{metrics.calibration.temperature:.6f}"
+        tags["eval_ece_before"] = f"{metrics.calibration.ece_before:.6f}"
+        tags["eval_ece_after"] = f"{metrics.calibration.ece_after:.6f}"
+    return tags
 
 
-def description(tags: dict[str, str], hparams: dict[str, str], metrics: EvalMetrics, reason: str) -> str:
-    """A human-readable summary shown in the MLflow UI next to the version."""
-    hp_text = ", ".join(f"{k}={v}" for k, v in hparams.items()) or "n/a"
-    return "\n".join(
-        [
-            f"Emotion classifier from hpo parent run {tags['parent_run_id']}, "
-            f"trial {tags.get('trial_id', 'n/a')} (child run {tags['source_run_id']}).",
-            f"Data: {tags.get('dvc_data_version', 'n/a')} (dataset hash {tags.get('dataset_hash', 'n/a')}) "
-            f"from {tags.get('dvc_registry_url', 'n/a')}.",
-            f"Code: commit {tags.get('code_version', 'n/a')}, "
-            f"image tag {tags.get('docker_image_tag', 'n/a')}, "
-            f"Argo workflow {tags.get('argo_workflow_uid', 'n/a')}.",
-            f"Hyperparameters: {hp_text}.",
-            f"Evaluation on {metrics.split} ({metrics.rows} rows): accuracy {metrics.accuracy:.4f}, "
-            f"macro-F1 {metrics.f1_macro:.4f}.",
-            f"Gate: {reason}",
-        ]
-    )
+def gate_tags(record: dict, tolerances: dict[str, float]) -> dict[str, str]:
+    """The gate's decision as version tags: metrics, tolerances, outcome, per-class recall."""
+    recall = record.get("per_class_recall") or {}
+    tags = {
+        "gate_metrics": ",".join(tolerances),
+        **{f"gate_{metric}_tolerance": str(tol) for metric, tol in tolerances.items()},
+        "gate_promoted": str(record["promoted"]).lower(),
+        "gate_reason": _clip(record["reason"]),
+        "gate_champion_version": record.get("champion_version") or "",
+        "gate_recall_challenger": json.dumps(recall.get("challenger"), sort_keys=True)
+        if recall.get("challenger")
+        else "",
+        "gate_recall_champion": json.dumps(recall.get("champion"), sort_keys=True)
+        if recall.get("champion")
+        else "",
+    }
+    return tags

@@ -30,6 +30,15 @@ class TokenizeInput(BaseModel):
     limit: int = Field(0, ge=0, description="cap on training rows, stratified by label (0 = all)")
     eval_limit: int = Field(0, ge=0, description="cap on the rows of every other split, stratified (0 = all)")
     seed: int = Field(0, description="seed of the stratified samples")
+    tune_fraction: float = Field(
+        0.1,
+        gt=0.0,
+        lt=0.5,
+        description=(
+            "share of the training rows carved out as the tune split (model selection and calibration;"
+            " never trained on); capped by eval_limit; with a limit it comes from rows beyond the limit"
+        ),
+    )
     batch_size: int = Field(
         16_384, ge=1, le=1_048_576, description="rows per tokenizer batch and per parquet row group"
     )
@@ -41,7 +50,8 @@ class TokenizeResult(BaseModel):
     max_length: int
     limit: int | None
     eval_limit: int | None
-    rows: dict[str, int]
+    tune_fraction: float
+    rows: dict[str, int] = Field(description="rows per output split (train, tune, validation, ...)")
     tokens: dict[str, int]
     rows_at_max_length: dict[str, int] = Field(description="rows that hit max_length (truncated or exactly)")
     tokenized_hash: str = Field(description="sha256 over every output file: equal hashes, identical outputs")

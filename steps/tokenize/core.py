@@ -7,8 +7,15 @@ are written as parquet row groups of a fixed size, so memory is bounded by one b
 the dataset's size. Same input and parameters -> byte-identical output.
 
 `limit` caps the training rows and `eval_limit` the rows of every other split (validation,
-test), each stratified by label (each label keeps its share, every present label at least one
-row), chosen with a seeded generator and kept in the original row order.
+test, tune), each stratified by label (each label keeps its share, every present label at least
+one row), chosen with a seeded generator and kept in the original row order.
+
+Splits have one job each. The source's training rows are divided into `train` (the weights are
+fitted on it) and `tune` (hpo selects its best trial and fits the temperature on it; never
+trained on): `tune_fraction` of the source's training rows, capped by `eval_limit`. With a
+`limit`, the training rows are picked first (the same rows as without a tune split) and the tune
+rows come from the training rows beyond the limit, so a limited run loses no training rows. The
+`validation` (or `test`) split is left to register's promotion gate.
 """
 
 from __future__ import annotations
@@ -36,6 +43,13 @@ log = logging.getLogger(__name__)
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 TRAIN_SPLIT = "train"
+TUNE_SPLIT = "tune"  # carved out of the source's training rows: model selection, calibration
+SPLIT_ROLES = {
+    "train": "fits the weights",
+    "tune": "hpo: selects the best trial (ASHA, val_* trial metrics) and fits the temperature",
+    "validation": "register: the promotion gate (when there is no test split)",
+    "test": "register: the promotion gate (when present)",
+}
 
 
 def stratified_indices(labels: np.ndarray, limit: int, seed: int, salt: str = "") -> np.ndarray:
@@ -63,6 +77,38 @@ def stratified_indices(labels: np.ndarray, limit: int, seed: int, salt: str = ""
         for c, q in zip(classes, quota, strict=True)
     ]
     return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def carve_tune_split(
+    labels: np.ndarray, *, limit: int, tune_fraction: float, tune_limit: int, seed: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """(train row indices or None for all, tune row indices) of the source's training rows.
+
+    Disjoint and each stratified. The tune split has `round(tune_fraction * rows)` rows (at least
+    one, capped by `tune_limit` when > 0). With a `limit` that leaves room for it, the training
+    rows are exactly `stratified_indices(labels, limit)` (as if there were no tune split) and the
+    tune rows are drawn from the remaining rows; otherwise the tune rows are drawn first and the
+    training rows are the rest, capped by `limit`.
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n < 2:
+        raise StepError(f"the training split has {n} row(s): at least 2 are needed to carve a tune split")
+    tune_n = max(1, round(tune_fraction * n))
+    if tune_limit:
+        tune_n = min(tune_n, tune_limit)
+    tune_n = min(tune_n, n - 1)
+    everything = np.arange(n, dtype=np.int64)
+    if limit and limit + tune_n <= n:
+        train = stratified_indices(labels, limit, seed, salt=TRAIN_SPLIT)
+        rest = np.setdiff1d(everything, train, assume_unique=True)
+        tune = rest[stratified_indices(labels[rest], tune_n, seed, salt=TUNE_SPLIT)]
+        return train, tune
+    tune = stratified_indices(labels, tune_n, seed, salt=TUNE_SPLIT)
+    rest = np.setdiff1d(everything, tune, assume_unique=True)
+    if limit and limit < len(rest):
+        rest = rest[stratified_indices(labels[rest], limit, seed, salt=TRAIN_SPLIT)]
+    return rest, tune
 
 
 def tree_sha256(root: Path) -> str:
@@ -157,17 +203,30 @@ class _RowGroupWriter:
         self._writer.close()
 
 
-def _tokenize_split(src: Path, dest: Path, split: str, encode, inp: TokenizeInput) -> tuple[int, int, int]:
-    """Tokenize one split file into `dest`; return (rows, tokens, rows at max length)."""
+def _read_labels(src: Path) -> np.ndarray:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(src).read(columns=["label"]).column("label").to_numpy()
+
+
+def _eval_rows(src: Path, split: str, inp: TokenizeInput) -> np.ndarray | None:
+    """The rows of an evaluation split kept under `eval_limit` (None: all of them)."""
+    import pyarrow.parquet as pq
+
+    if inp.eval_limit and inp.eval_limit < pq.ParquetFile(src).metadata.num_rows:
+        return stratified_indices(_read_labels(src), inp.eval_limit, inp.seed, salt=split)
+    return None
+
+
+def _tokenize_split(
+    src: Path, dest: Path, keep: np.ndarray | None, encode, inp: TokenizeInput
+) -> tuple[int, int, int]:
+    """Tokenize the rows `keep` (sorted indices; None = all) of one split file into `dest`;
+    return (rows, tokens, rows at max length)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(src)
-    keep = None
-    limit = (inp.limit if split == TRAIN_SPLIT else inp.eval_limit) or None
-    if limit is not None and limit < pf.metadata.num_rows:
-        labels = pf.read(columns=["label"]).column("label").to_numpy()
-        keep = stratified_indices(labels, limit, inp.seed, salt=split)
     writer = _RowGroupWriter(dest, inp.batch_size)
     rows = tokens = at_max = 0
     offset = 0
@@ -225,9 +284,18 @@ def tokenize(inp: TokenizeInput, progress: Progress = NO_PROGRESS) -> TokenizeRe
     with sibling_tmp_dir(inp.output_dir) as tmp:
         staged = tmp / "tokenized"
         staged.mkdir()
-        for split, src in splits.items():
+        train_rows, tune_rows = carve_tune_split(
+            _read_labels(splits[TRAIN_SPLIT]),
+            limit=inp.limit,
+            tune_fraction=inp.tune_fraction,
+            tune_limit=inp.eval_limit,
+            seed=inp.seed,
+        )
+        jobs = [(TRAIN_SPLIT, splits[TRAIN_SPLIT], train_rows), (TUNE_SPLIT, splits[TRAIN_SPLIT], tune_rows)]
+        jobs += [(s, src, _eval_rows(src, s, inp)) for s, src in splits.items() if s != TRAIN_SPLIT]
+        for split, src, keep in jobs:
             rows[split], tokens[split], at_max[split] = _tokenize_split(
-                src, staged / f"{split}.parquet", split, encode, inp
+                src, staged / f"{split}.parquet", keep, encode, inp
             )
         elapsed = time.perf_counter() - started
         tokenizer.save_pretrained(staged / TOKENIZER_DIR)
@@ -245,6 +313,14 @@ def tokenize(inp: TokenizeInput, progress: Progress = NO_PROGRESS) -> TokenizeRe
             "rows": rows,
             "tokens": tokens,
             "rows_at_max_length": at_max,
+            "tune": {
+                "source_split": TRAIN_SPLIT,
+                "fraction": inp.tune_fraction,
+                "rows": rows[TUNE_SPLIT],
+                "from_rows_beyond_limit": bool(inp.limit) and rows[TRAIN_SPLIT] == inp.limit,
+            },
+            "split_roles": {k: v for k, v in SPLIT_ROLES.items() if k in rows},
+            "outputs_sha256": {split: file_sha256(staged / f"{split}.parquet") for split in rows},
             "source": {
                 split: {"file": src.name, "rows": stats[split].rows, "sha256": file_sha256(src)}
                 for split, src in splits.items()
@@ -268,6 +344,7 @@ def tokenize(inp: TokenizeInput, progress: Progress = NO_PROGRESS) -> TokenizeRe
         max_length=inp.max_length,
         limit=inp.limit or None,
         eval_limit=inp.eval_limit or None,
+        tune_fraction=inp.tune_fraction,
         rows=rows,
         tokens=tokens,
         rows_at_max_length=at_max,

@@ -156,9 +156,14 @@ def check_tokenized_dir(tokenized: Path, dataset: Path | None = None) -> dict[st
         )
         assert df["input_ids"].map(lambda ids: 0 <= min(ids) and max(ids) < len(tokenizer)).all(), split
         assert df["label"].isin([int(k) for k in labels]).all(), f"{split}: label outside labels.json"
-        if dataset is not None:
+        if dataset is not None and split in ("train", "tune"):
+            # the tune split is carved out of the source's training rows (checked in test_tokenize)
+            src = pq.read_table(dataset / "train.parquet").to_pandas()
+            assert len(df) < len(src), f"{split}: train and tune share the source's training rows"
+            assert set(df["label"]) == set(src["label"]), f"{split}: stratified sample lost a label"
+        elif dataset is not None:
             src = pq.read_table(dataset / f"{split}.parquet").to_pandas()
-            limit = manifest.get("limit") if split == "train" else manifest.get("eval_limit")
+            limit = manifest.get("eval_limit")
             if limit:
                 assert len(df) == min(limit, len(src)), split
                 assert set(df["label"]) == set(src["label"]), f"{split}: stratified sample lost a label"
@@ -168,7 +173,14 @@ def check_tokenized_dir(tokenized: Path, dataset: Path | None = None) -> dict[st
             dataset_labels = json.loads((dataset / "metadata.json").read_text())["label_map"]
             assert labels == dataset_labels
         tables[split] = table
-    assert {"train", "validation"} <= set(tables)
+    assert {"train", "tune", "validation"} <= set(tables)
+    if dataset is not None:
+        src_rows = pq.ParquetFile(dataset / "train.parquet").metadata.num_rows
+        train_rows, tune_rows = tables["train"].num_rows, tables["tune"].num_rows
+        if manifest.get("limit"):
+            assert train_rows <= manifest["limit"] and train_rows + tune_rows <= src_rows
+        else:
+            assert train_rows + tune_rows == src_rows, "without a limit every training row is train or tune"
     return tables
 
 

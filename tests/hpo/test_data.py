@@ -57,7 +57,8 @@ def test_eval_batches_are_sorted_by_length():
 
 def test_load_tokenized_and_stratified_limit(tokenized_dir):
     full = load_tokenized(tokenized_dir)
-    assert len(full.train) == 240 and len(full.validation) == 120
+    assert len(full.train) == 216 and len(full.tune) == 97  # validation is register's: not loaded
+    assert not hasattr(full, "validation")
     assert full.pad_token_id == 0 and full.labels[0] == "sadness"
     limited = load_tokenized(tokenized_dir, limit=60, seed=1)
     assert len(limited.train) == 60
@@ -66,7 +67,7 @@ def test_load_tokenized_and_stratified_limit(tokenized_dir):
     row = limited.train
     first = row.ids[row.offsets[0] : row.offsets[1]].tolist()
     ids, offsets = full.train.ids, full.train.offsets
-    originals = [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(240)]
+    originals = [ids[offsets[i] : offsets[i + 1]].tolist() for i in range(216)]
     assert first in originals
 
 
@@ -76,7 +77,9 @@ def test_missing_tokenized_files_fail_naming_the_file(tokenized_dir, tmp_path):
     broken = tmp_path / "tok"
     shutil.copytree(tokenized_dir, broken)
     (broken / "validation.parquet").unlink()
-    with pytest.raises(StepError, match="validation.parquet"):
+    load_tokenized(broken)  # the search never reads the gate's split
+    (broken / "tune.parquet").unlink()
+    with pytest.raises(StepError, match="tune.parquet"):
         load_tokenized(broken)
     with pytest.raises(StepError, match="does not exist"):
         load_tokenized(tmp_path / "nowhere")

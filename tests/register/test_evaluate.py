@@ -116,3 +116,24 @@ def test_model_with_other_labels_is_refused(tiny_model_dir, dataset_dir, tmp_pat
     (other / "labels.json").write_text(json.dumps({str(i): f"class{i}" for i in range(6)}))
     with pytest.raises(StepError, match="do not match the dataset's label_map"):
         evaluate_model_dir(other, load_eval_split(dataset_dir, limit=10))
+
+
+def test_temperature_is_applied_and_ece_reported_before_and_after(constant_model_dirs, dataset_dir, tmp_path):
+    """A model that always answers joy with ~100% confidence is over-confident; the temperature
+    stored with it brings its confidence down to its accuracy without changing a prediction."""
+    import shutil
+
+    from shared.model_package import write_temperature
+
+    data = load_eval_split(dataset_dir, limit=200)
+    raw = evaluate_model_dir(constant_model_dirs["joy"], data)
+    assert raw.calibration is not None and raw.calibration.temperature == 1.0
+    assert raw.calibration.ece_before == raw.calibration.ece_after > 0.5
+    calibrated_dir = tmp_path / "calibrated"
+    shutil.copytree(constant_model_dirs["joy"], calibrated_dir)
+    write_temperature(calibrated_dir, 10.0)
+    calibrated = evaluate_model_dir(calibrated_dir, data)
+    assert calibrated.accuracy == raw.accuracy and calibrated.confusion == raw.confusion
+    cal = calibrated.calibration
+    assert cal.temperature == 10.0 and cal.ece_before == pytest.approx(raw.calibration.ece_before)
+    assert cal.ece_after < 0.1 < 0.5 < cal.ece_before and cal.nll_after < cal.nll_before

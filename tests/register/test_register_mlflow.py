@@ -47,7 +47,8 @@ def test_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_wors
             parent_run_id=search.parent_run_id,
             dataset_dir=dataset_dir,
             model_name=name,
-            promotion_tolerance=tolerance,
+            accuracy_tolerance=tolerance,
+            f1_macro_tolerance=tolerance,
             eval_limit=limit,
         )
         return register(inp, register_settings)
@@ -81,6 +82,22 @@ def test_gate_promotes_a_better_challenger_and_keeps_the_champion_against_a_wors
     assert (_alias(name, "champion"), _alias(name, "challenger")) == ("2", "3")
     tags = _client().get_model_version(name, "3").tags
     assert tags["gate_promoted"] == "false" and tags["gate_champion_version"] == "2"
+    assert tags["gate_metrics"] == "accuracy,f1_macro" and tags["gate_f1_macro_tolerance"] == "0.005"
+    # the decision record has both models' per-class recall: a constant model recalls one class
+    assert json.loads(tags["gate_recall_challenger"])["sadness"] == 1.0
+    assert json.loads(tags["gate_recall_champion"]) == {
+        "sadness": 0.0,
+        "joy": 1.0,
+        "love": 0.0,
+        "anger": 0.0,
+        "fear": 0.0,
+        "surprise": 0.0,
+    }
+    import mlflow
+
+    record = json.loads(mlflow.artifacts.load_text(tags["evaluation_artifacts"] + "/gate_decision.json"))
+    assert [c["metric"] for c in record["checks"]] == ["accuracy", "f1_macro"] and not record["promoted"]
+    assert record["per_class_recall"]["delta"]["joy"] == -1.0
 
     # the same parent again with a looser tolerance: the same version, now promoted
     r4 = run(worse, limit=400, tolerance=0.2)
@@ -126,12 +143,28 @@ def test_rerun_reuses_the_version_and_the_version_carries_lineage(
     assert float(tags["eval_accuracy"]) == pytest.approx(first.challenger_accuracy, abs=1e-6)
     for needle in (search.parent_run_id, child, "t001", "learning_rate=3e-05", "d5e7a11", "wf-hpo-lineage"):
         assert needle in version.description
+    # the description is the model card (Markdown)
+    for heading in (
+        "## Data",
+        "## Metrics on validation",
+        "## Calibration",
+        "## Confusion matrix",
+        "## Known limitations",
+    ):
+        assert heading in version.description
+    assert "English tweets" in version.description and len(version.description) <= 5000
 
     # evaluation report on the version's run, linked from the version, logged once
     folder = tags["evaluation_artifacts"].split(f"runs:/{child}/", 1)[1]
     assert [a.path for a in client.list_artifacts(child, "evaluation")] == [folder]
     files = {a.path.rsplit("/", 1)[1] for a in client.list_artifacts(child, folder)}
-    assert {"metrics.json", "per_class.csv", "confusion_matrix.png"} <= files
+    assert {
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.png",
+        "model_card.md",
+        "gate_decision.json",
+    } <= files
     child_run = client.get_run(child)
     assert child_run.data.metrics["eval_accuracy"] == pytest.approx(first.challenger_accuracy)
     assert child_run.data.tags["registered_model_version"] == f"{name}/1"
@@ -172,12 +205,13 @@ def test_cli_finds_the_newest_parent_of_a_workflow_and_writes_result_files(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", register_settings.mlflow_tracking_uri)
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", register_settings.mlflow_experiment_name)
     args = ["--workflow-uid", "wf-cli", "--dataset-dir", str(dataset_dir), "--model-name", name]
-    args += ["--eval-limit", "60", "--metric", "f1_macro", "--result-dir", str(tmp_path)]
+    args += ["--eval-limit", "60", "--f1-macro-tolerance", "0.02", "--result-dir", str(tmp_path)]
     code, out = run_main(main, args, capsys)
     assert code == 0, out
     data = json.loads((tmp_path / "result.json").read_text())
     assert data["parent_run_id"] == newest.parent_run_id and data["source_run_id"] == newest.child_run_ids[0]
-    assert data["metric"] == "f1_macro" and "f1_macro" in data["reason"]
+    assert "f1_macro" in data["reason"] and 0 < data["challenger_f1_macro"] < 1
+    assert (tmp_path / "temperature").read_text() == "1.0"  # no temperature.json: uncalibrated
     assert (tmp_path / "promoted").read_text() == "true"
     assert (tmp_path / "version").read_text() == "1"
     assert (tmp_path / "model-uri").read_text() == f"models:/{name}/1"
