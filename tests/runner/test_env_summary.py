@@ -41,7 +41,13 @@ def _env_workflow() -> dict:
                             },
                             {
                                 "name": "MISSING_SECRET",
-                                "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MISSING_SECRET"}},
+                                "valueFrom": {
+                                    "configMapKeyRef": {
+                                        "name": "cfg",
+                                        "key": "MISSING_SECRET",
+                                        "optional": True,
+                                    }
+                                },
                             },
                         ],
                     },
