@@ -127,3 +127,32 @@ def link_mounts(fs: Path, sources: dict[str, Path]) -> None:
         elif target.is_dir():
             shutil.rmtree(target)
         target.symlink_to(folder.resolve(), target_is_directory=True)
+
+
+def pod_spec_patch_effect(text: str, where: str) -> None:
+    """Accept a `podSpecPatch` that only sizes containers (no local effect); refuse any other patch.
+
+    Placeholders are read as null, so a patch can be checked before its values are known.
+    """
+    import re
+
+    import yaml
+
+    from pipelines.local_runner.errors import UnsupportedFeature
+
+    plain = re.sub(r"\{\{.*?\}\}", "null", str(text))
+    try:
+        patch = yaml.safe_load(plain)
+    except yaml.YAMLError:
+        raise UnsupportedFeature(f"{where}: podSpecPatch is not valid JSON/YAML") from None
+    containers = patch.get("containers") if isinstance(patch, dict) else None
+    if (
+        not isinstance(patch, dict)
+        or set(patch) != {"containers"}
+        or not isinstance(containers, list)
+        or any(not isinstance(c, dict) or set(c) - {"name", "resources"} for c in containers)
+    ):
+        raise UnsupportedFeature(
+            f"{where}: podSpecPatch is supported locally only when it sets containers' resources "
+            "(which change nothing locally)"
+        )

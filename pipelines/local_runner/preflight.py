@@ -5,6 +5,7 @@
   run's workflow parameters already make false (the project's RayJob step);
 - container, script, init and sidecar containers name a `command` (images are not run);
 - DAGs: dependencies exist, no cycles, `{{tasks.X}}` references point upstream;
+- `podSpecPatch` only when it sizes containers (`pod.pod_spec_patch_effect`);
 - lifecycle hooks other than `exit`, `templateRef`, template-level `synchronization`/`parallelism`;
 - every `{{=...}}` and expression field parses and calls only functions Argo provides.
 """
@@ -15,10 +16,11 @@ import shutil
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from pipelines.local_runner import exprlang
+from pipelines.local_runner import exprlang, images
 from pipelines.local_runner.depends import depends_expression, referenced_tasks
 from pipelines.local_runner.errors import UnsupportedFeature, WorkflowError
 from pipelines.local_runner.expressions import evaluate_bool
+from pipelines.local_runner.pod import pod_spec_patch_effect
 from pipelines.local_runner.substitution import expressions, references, substitute
 from pipelines.local_runner.task import PYTHON_COMMANDS
 
@@ -82,6 +84,8 @@ class Preflight:
 
     def run(self) -> None:
         spec = self.wf.spec
+        if spec.get("podSpecPatch"):
+            pod_spec_patch_effect(spec["podSpecPatch"], "spec.podSpecPatch")
         self.template(self.wf.templates[self.wf.entrypoint], f"entrypoint {self.wf.entrypoint!r}")
         hooks = dict(spec.get("hooks") or {})
         if spec.get("onExit"):
@@ -139,6 +143,8 @@ class Preflight:
         for field in ("synchronization", "parallelism", "daemon", "failFast"):
             if template.get(field) not in (None, False):
                 raise UnsupportedFeature(f"{where}: template {field} is not supported locally")
+        if template.get("podSpecPatch"):
+            pod_spec_patch_effect(template["podSpecPatch"], where)
         if template.get("memoize") and kind not in ("container", "script"):
             raise UnsupportedFeature(f"{where}: memoize on a {kind} template is not supported locally")
         if kind in ("container", "script"):
@@ -152,12 +158,17 @@ class Preflight:
 
     def containers(self, template: Mapping, where: str) -> None:
         body = template.get("container") or template.get("script") or {}
-        if kind_of(template) == "container" and not body.get("command"):
+        if (
+            kind_of(template) == "container"
+            and not body.get("command")
+            and not images.entrypoint(str(body.get("image", "")))
+        ):
             raise UnsupportedFeature(
                 f"{where}: container.command is not set; images are not run locally, so the template "
                 "must name its command"
             )
-        _check_program(body.get("command") or (["sh"] if "script" in template else []), body, where)
+        command = body.get("command") or images.entrypoint(str(body.get("image", ""))) or ["sh"]
+        _check_program(command, body, where)
         for field in ("initContainers", "sidecars"):
             for extra in template.get(field) or []:
                 if not extra.get("command"):
@@ -201,7 +212,7 @@ class Preflight:
 def _check_program(command: list, body: Mapping, where: str) -> None:
     """The program a container starts must exist here (the image that would provide it is not run)."""
     program = str(command[0]) if command else ""
-    if not program or "{{" in program or program in PYTHON_COMMANDS:
+    if not program or "{{" in program or program in PYTHON_COMMANDS or program in images.PROGRAMS:
         return
     if shutil.which(program) is None:
         raise UnsupportedFeature(

@@ -29,11 +29,12 @@ IMPLEMENTED: dict[str, set[str]] = {
     "ClusterWorkflowTemplate": {"apiVersion", "kind", "metadata", "spec"},
     "WorkflowSpec": {
         "entrypoint", "arguments", "templates", "onExit", "hooks", "parallelism",
-        "activeDeadlineSeconds", "volumes", "retryStrategy",
+        "activeDeadlineSeconds", "volumes", "retryStrategy", "podSpecPatch",
     },
     "Template": {
         "name", "container", "script", "dag", "steps", "inputs", "outputs", "retryStrategy",
         "activeDeadlineSeconds", "timeout", "memoize", "volumes", "initContainers", "sidecars",
+        "podSpecPatch",  # only resources (preflight.py)
     },
     "k8s.Container": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts"},
     "ScriptTemplate": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts", "source"},

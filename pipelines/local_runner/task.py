@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.local_runner import images
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.errors import WorkflowError
@@ -18,6 +19,7 @@ from pipelines.local_runner.pod import (
     link_mounts,
     main_body,
     mount_paths,
+    pod_spec_patch_effect,
     read_value,
     volume_sources,
     working_dir,
@@ -212,7 +214,7 @@ def _local_interpreter(argv: list[str]) -> list[str]:
 def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: Path, where: str) -> list[str]:
     if "container" in template:
         body = template["container"]
-        command = list(body.get("command") or [])
+        command = list(body.get("command") or images.entrypoint(str(body.get("image", ""))) or [])
         if not command:
             raise TaskFailure(
                 f"{where}: container has no command (images are ignored locally, so the "
@@ -220,7 +222,9 @@ def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: P
                 ERRORED,
             )
         argv = command + list(body.get("args") or [])
-        return _local_interpreter([paths.rewrite(substitute(str(a), variables, where)) for a in argv])
+        return images.program(
+            _local_interpreter([paths.rewrite(substitute(str(a), variables, where)) for a in argv])
+        )
     body = template["script"]
     source = paths.rewrite(substitute(str(body.get("source", "")), variables, where))
     script = task_dir / "script"
@@ -309,11 +313,15 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         body = main_body(template)
         env = _env(body, variables, paths, where, ctx.base_env, ctx.values_dir)
         image = substitute(str(body.get("image", "")), variables, f"{where} image")
+        if images.uses_shims(image):
+            env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
         cwd = working_dir(template, fs, ctx.workdir, image)
         retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
         if not ctx.retries:
             retry = RetryStrategy()
         timeout, timeout_field = _deadline(template, variables, where)
+        if template.get("podSpecPatch"):
+            pod_spec_patch_effect(substitute(str(template["podSpecPatch"]), variables, where), where)
         extras = (template, variables, paths, ctx, where, log_path)
         run_init_containers(*extras, env_of=_env, cwd=cwd)
         first_start = time.monotonic()
