@@ -29,7 +29,7 @@ IMPLEMENTED: dict[str, set[str]] = {
     "ClusterWorkflowTemplate": {"apiVersion", "kind", "metadata", "spec"},
     "WorkflowSpec": {
         "entrypoint", "arguments", "templates", "onExit", "hooks", "parallelism",
-        "activeDeadlineSeconds", "volumes", "retryStrategy", "podSpecPatch",
+        "activeDeadlineSeconds", "volumes", "retryStrategy", "podSpecPatch", "templateDefaults",
     },
     "Template": {
         "name", "container", "script", "dag", "steps", "inputs", "outputs", "retryStrategy",
@@ -84,6 +84,7 @@ NO_LOCAL_EFFECT: dict[str, set[str]] = {
         "securityContext", "artifactRepositoryRef", "archiveLogs", "workflowMetadata", "podResources",
         "schedulerName", "dnsPolicy", "dnsConfig", "automountServiceAccountToken", "executor",
         "artifactGC", "volumeClaimGC", "synchronization",  # a workflow-level lock: one local run holds it
+        "volumeClaimTemplates",  # run: each claim is a folder of the run; its storage spec changes nothing
     },
     "Template": {
         "metadata", "nodeSelector", "tolerations", "affinity", "serviceAccountName", "podResources",

@@ -113,7 +113,12 @@ class Runner:
             retries=retries,
             on_change=self.on_change,
             values_dir=values_dir,
-            volumes={v["name"]: v for v in wf.spec.get("volumes") or []},
+            volumes={
+                **{
+                    c["metadata"]["name"]: {"emptyDir": {}} for c in wf.spec.get("volumeClaimTemplates") or []
+                },
+                **{v["name"]: v for v in wf.spec.get("volumes") or []},
+            },
             claims_dir=Path(cache_dir).parent / "volumes",
         )
         self.hook_failures: list[NodeResult] = []
@@ -519,8 +524,7 @@ class Runner:
                 for n, t in self.store.state.tasks.items()
                 if t.phase in BAD
             ]
-            variables = dict(self.ctx.global_vars)
-            variables.update(
+            self.ctx.global_vars.update(  # seen by every template the exit handler runs
                 {
                     "workflow.status": "Succeeded"
                     if root.ok
@@ -529,6 +533,7 @@ class Runner:
                     "workflow.duration": f"{time.time() - self.store.state.created_at:.6f}",
                 }
             )
+            variables = dict(self.ctx.global_vars)
             exit_node = self.run_hook("onExit", hook, variables, "workflow")
             if root.ok and not exit_node.ok:
                 root = copy.copy(root)

@@ -309,14 +309,13 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         link_mounts(
             fs, volume_sources(template, ctx.volumes, ctx.run_dir, task_dir, ctx.values_dir, ctx.claims_dir)
         )
-        argv = _argv(template, variables, paths, task_dir, where)
         body = main_body(template)
-        env = _env(body, variables, paths, where, ctx.base_env, ctx.values_dir)
         image = substitute(str(body.get("image", "")), variables, f"{where} image")
-        if images.uses_shims(image):
-            env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
         cwd = working_dir(template, fs, ctx.workdir, image)
-        retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
+        retry_spec = dict(template.get("retryStrategy") or ctx.default_retry or {})
+        if retry_spec.get("expression"):  # `{{inputs.parameters.x}}` inside it, as Argo substitutes
+            retry_spec["expression"] = substitute(str(retry_spec["expression"]), variables, where)
+        retry = RetryStrategy.from_spec(retry_spec, where)
         if not ctx.retries:
             retry = RetryStrategy()
         timeout, timeout_field = _deadline(template, variables, where)
@@ -328,6 +327,11 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         attempts = 0
         while True:
             attempts += 1
+            variables["retries"] = str(attempts - 1)  # Argo's {{retries}}: this attempt's retry number
+            argv = _argv(template, variables, paths, task_dir, where)
+            env = _env(body, variables, paths, where, ctx.base_env, ctx.values_dir)
+            if images.uses_shims(image):
+                env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
             ctx.store.update_task(name, attempts=attempts, phase=RUNNING, message="")
             ctx.changed(name)
             with open(log_path, "ab") as log:

@@ -125,7 +125,8 @@ def build_workflow(doc: dict, path: Path) -> Workflow:
     check_expressions(doc)
     meta = doc.get("metadata", {})
     name = meta.get("name") or meta.get("generateName") or path.stem
-    templates = {t["name"]: t for t in spec.get("templates", [])}
+    defaults = spec.get("templateDefaults") or {}
+    templates = {t["name"]: _merged(defaults, t) for t in spec.get("templates", [])}
     entrypoint = spec.get("entrypoint")
     if not entrypoint:
         raise WorkflowError(f"{path}: spec.entrypoint is not set")
@@ -150,3 +151,14 @@ def build_workflow(doc: dict, path: Path) -> Workflow:
         declared=declared,
         parallelism=spec.get("parallelism"),
     )
+
+
+def _merged(defaults: Mapping, template: Mapping) -> dict:
+    """`spec.templateDefaults` under a template: the template's own values win, maps merge."""
+    merged = dict(defaults)
+    for key, value in template.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
