@@ -485,6 +485,11 @@ class Runner:
                         n, phase=INTERRUPTED, message="interrupted", finished_at=time.time()
                     )
             return self._end(RUN_INTERRUPTED)
+        with self.store.lock:  # listed up front but never reached (a later group after a failure)
+            for n in [
+                n for n, t in self.store.state.tasks.items() if t.phase == "pending" and not t.started_at
+            ]:
+                del self.store.state.tasks[n]
         root = outcome.get("root")
         ok = root is not None and root.ok and not self.hook_failures
         return self._end(RUN_SUCCEEDED if ok else RUN_FAILED)
