@@ -165,6 +165,8 @@ def walk(doc: Any, definition: str, definitions: dict, path: str = "") -> Iterat
     props = schema.get("properties")
     if not isinstance(doc, dict) or not props:
         return
+    if set(doc) & REFUSED_WHEN_REACHED.get(short(definition), set()):
+        return  # a resource/http/... template: refused as a whole if a run reaches it
     for key, value in doc.items():
         here = f"{path}.{key}" if path else key
         if key not in props:
