@@ -104,7 +104,7 @@ NO_LOCAL_EFFECT: dict[str, set[str]] = {
     "k8s.ConfigMapVolumeSource": {"defaultMode"},
     "Cache": {"configMap"},  # where a cluster keeps memoized entries; locally .local/cache/
     "RetryStrategy": {"affinity"},  # node anti-affinity between attempts: there is one node
-    "Artifact": {"archive", "archiveLogs", "globalName", "artifactGC", "deleted"},
+    "Artifact": {"archive", "archiveLogs", "artifactGC", "deleted"},
     "Parameter": set(),
 }  # fmt: skip
 

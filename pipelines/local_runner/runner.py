@@ -280,6 +280,13 @@ class Runner:
         return {"parameters": params, "artifacts": artifacts}
 
     def run_step(self, name: str, spec: dict, variables: dict[str, str], prefix: str) -> NodeResult:
+        """One step/task; a bug in the runner errors the node instead of hanging its parent."""
+        try:
+            return self._step(name, spec, variables, prefix)
+        except Exception as exc:  # noqa: BLE001 - reported on the node, the run goes on to its end
+            return self._record(name, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}")
+
+    def _step(self, name: str, spec: dict, variables: dict[str, str], prefix: str) -> NodeResult:
         """One step/task: its loop, `when`, template and exit hook."""
         where = f"{prefix[:-1]} {spec['name']!r}"  # "step 'x'" / "task 'x'"
         try:
