@@ -35,6 +35,7 @@ IMPLEMENTED: dict[str, set[str]] = {
         "name", "container", "script", "dag", "steps", "inputs", "outputs", "retryStrategy",
         "activeDeadlineSeconds", "timeout", "memoize", "volumes", "initContainers", "sidecars",
         "podSpecPatch",  # only resources (preflight.py)
+        "parallelism",
     },
     "k8s.Container": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts"},
     "ScriptTemplate": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts", "source"},

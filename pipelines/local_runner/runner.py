@@ -279,19 +279,27 @@ class Runner:
                 raise WorkflowError(f"{where}: artifact {art['name']!r} needs `from` or `raw` to run locally")
         return {"parameters": params, "artifacts": artifacts}
 
-    def run_step(self, name: str, spec: dict, variables: dict[str, str], prefix: str) -> NodeResult:
-        """One step/task; a bug in the runner errors the node instead of hanging its parent."""
+    def run_step(
+        self, name: str, spec: dict, variables: dict[str, str], prefix: str, slots=None
+    ) -> NodeResult:
+        """One step/task; a bug in the runner errors the node instead of hanging its parent.
+
+        `slots`: the calling template's `parallelism`, taken by each step, task or loop item.
+        """
         try:
-            return self._step(name, spec, variables, prefix)
+            if is_loop(spec) or slots is None:
+                return self._step(name, spec, variables, prefix, slots)
+            with slots:
+                return self._step(name, spec, variables, prefix, slots)
         except Exception as exc:  # noqa: BLE001 - reported on the node, the run goes on to its end
             return self._record(name, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}")
 
-    def _step(self, name: str, spec: dict, variables: dict[str, str], prefix: str) -> NodeResult:
+    def _step(self, name: str, spec: dict, variables: dict[str, str], prefix: str, slots=None) -> NodeResult:
         """One step/task: its loop, `when`, template and exit hook."""
         where = f"{prefix[:-1]} {spec['name']!r}"  # "step 'x'" / "task 'x'"
         try:
             if is_loop(spec):
-                return self._loop(name, spec, variables, prefix, where)
+                return self._loop(name, spec, variables, prefix, where, slots)
             if spec.get("when") is not None:
                 when = substitute(str(spec["when"]), variables, f"{where} when")
                 if not evaluate_bool(when, variables):
@@ -319,7 +327,9 @@ class Runner:
             return self._record(name, ERRORED, str(exc))
         return self.run_template(name, template, args, f"{where} exit hook")
 
-    def _loop(self, name: str, spec: dict, variables: dict[str, str], prefix: str, where: str) -> NodeResult:
+    def _loop(
+        self, name: str, spec: dict, variables: dict[str, str], prefix: str, where: str, slots=None
+    ) -> NodeResult:
         children = expand(spec, variables, where)
         if not children:
             return self._record(name, SKIPPED, "loop over no items")
@@ -327,7 +337,11 @@ class Runner:
 
         def run(index: int, child: str, child_spec: dict, item_vars: dict[str, str]) -> None:
             results[index] = self.run_step(
-                child_name(name.rpartition(".")[0], child), child_spec, {**variables, **item_vars}, prefix
+                child_name(name.rpartition(".")[0], child),
+                child_spec,
+                {**variables, **item_vars},
+                prefix,
+                slots,
             )
 
         threads = [
@@ -351,12 +365,15 @@ class Runner:
         variables = dict(scope)
         results: dict[str, NodeResult] = {}
         node = NodeResult(name=name, phase=SUCCEEDED)
+        slots = _slots(template)
         for group in template.get("steps") or []:
             steps = group if isinstance(group, list) else (group or {}).get("steps", [])
             group_results: dict[str, NodeResult] = {}
 
             def run(step: dict, out: dict[str, NodeResult] = group_results) -> None:
-                out[step["name"]] = self.run_step(child_name(name, step["name"]), step, variables, "steps")
+                out[step["name"]] = self.run_step(
+                    child_name(name, step["name"]), step, variables, "steps", slots
+                )
 
             threads = [threading.Thread(target=run, args=(s,), daemon=True) for s in steps]
             for thread in threads:
@@ -393,6 +410,7 @@ class Runner:
                     stack.extend(upstream[t])
             tasks = {n: t for n, t in tasks.items() if n in keep}
         fail_fast = dag.get("failFast", True) is not False
+        slots = _slots(template)
         results: dict[str, NodeResult] = {}
         running: set[str] = set()
         lock = threading.Condition()
@@ -407,7 +425,7 @@ class Runner:
             return None
 
         def run(task: str, variables: dict[str, str]) -> None:
-            result = self.run_step(child_name(name, task), tasks[task], variables, "tasks")
+            result = self.run_step(child_name(name, task), tasks[task], variables, "tasks", slots)
             with lock:
                 results[task] = result
                 running.discard(task)
@@ -563,3 +581,9 @@ class Runner:
 def _continues(spec: dict, result: NodeResult) -> bool:
     continue_on = spec.get("continueOn") or {}
     return bool(continue_on.get("failed" if result.phase == FAILED else "error"))
+
+
+def _slots(template: dict) -> threading.BoundedSemaphore | None:
+    """The template's `parallelism` as a semaphore its children share (None when unlimited)."""
+    limit = template.get("parallelism")
+    return threading.BoundedSemaphore(int(limit)) if limit not in (None, "", 0, "0") else None

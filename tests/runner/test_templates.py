@@ -232,3 +232,29 @@ def test_unknown_expression_function_is_refused_before_running(run_workflow, tmp
     )
     assert out.exit_code == 2 and out.latest is None
     assert "function asString() is not in Argo's expression environment" in " ".join(out.output.split())
+
+
+def test_template_parallelism_limits_its_children(run_workflow, tmp_path):
+    log = tmp_path / "order"
+    out = _run(
+        run_workflow,
+        tmp_path,
+        f"""
+  entrypoint: main
+  templates:
+  - name: main
+    parallelism: 1
+    steps:
+    - - name: item
+        template: mark
+        arguments: {{parameters: [{{name: i, value: "{{{{item}}}}"}}]}}
+        withItems: [a, b, c]
+  - name: mark
+    inputs: {{parameters: [{{name: i}}]}}
+    container:
+      image: busybox
+      command: [sh, -c, "echo start >> {log}; sleep 0.2; echo end >> {log}"]
+""",
+    )
+    assert out.exit_code == 0, out.output
+    assert log.read_text().split() == ["start", "end"] * 3  # one at a time
