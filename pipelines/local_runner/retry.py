@@ -38,7 +38,7 @@ class RetryStrategy:
 
     @classmethod
     def from_spec(cls, spec: dict | None, where: str) -> RetryStrategy:
-        if not spec:
+        if spec is None:
             return cls()
         try:
             limit = int(spec.get("limit", 0)) if spec.get("limit") is not None else 10**6  # unset: unlimited

@@ -312,9 +312,14 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         body = main_body(template)
         image = substitute(str(body.get("image", "")), variables, f"{where} image")
         cwd = working_dir(template, fs, ctx.workdir, image)
-        retry_spec = dict(template.get("retryStrategy") or ctx.default_retry or {})
-        if retry_spec.get("expression"):  # `{{inputs.parameters.x}}` inside it, as Argo substitutes
-            retry_spec["expression"] = substitute(str(retry_spec["expression"]), variables, where)
+        # no strategy: no retry; `retryStrategy: {}` retries until success, as in Argo
+        retry_spec = template.get("retryStrategy")
+        if retry_spec is None:
+            retry_spec = ctx.default_retry
+        if retry_spec is not None:
+            retry_spec = dict(retry_spec)
+            if retry_spec.get("expression"):  # `{{inputs.parameters.x}}` inside it, as Argo substitutes
+                retry_spec["expression"] = substitute(str(retry_spec["expression"]), variables, where)
         retry = RetryStrategy.from_spec(retry_spec, where)
         if not ctx.retries:
             retry = RetryStrategy()

@@ -100,7 +100,7 @@ def test_ci_tested_examples_succeed_or_are_refused_by_name(tmp_path):
 )
 def test_other_examples_run_or_are_refused_and_only_long_ones_take_long(tmp_path):
     examples = _examples("not-ci-tested")
-    results = _run_all(examples, tmp_path, timeout=30)
+    results = _run_all(examples, tmp_path, timeout=60)
     report = _report("not-ci-tested", results)
     print("\n" + report)
     for example in examples:

@@ -258,3 +258,22 @@ def test_template_parallelism_limits_its_children(run_workflow, tmp_path):
     )
     assert out.exit_code == 0, out.output
     assert log.read_text().split() == ["start", "end"] * 3  # one at a time
+
+
+def test_empty_retry_strategy_retries_until_success(run_workflow, tmp_path):
+    marker = tmp_path / "n"
+    out = _run(
+        run_workflow,
+        tmp_path,
+        f"""
+  entrypoint: flaky
+  templates:
+  - name: flaky
+    retryStrategy: {{}}
+    container:
+      image: busybox
+      command: [sh, -c, "echo x >> {marker}; [ $(wc -l < {marker}) -ge 4 ]"]
+""",
+    )
+    assert out.exit_code == 0, out.output
+    assert out.task("flaky")["attempts"] == 4
