@@ -99,6 +99,10 @@ class Preflight:
                     f"{where}.{name}: lifecycle hooks other than `exit` (expression hooks) "
                     "are not supported locally"
                 )
+            if hook.get("expression"):
+                raise UnsupportedFeature(
+                    f"{where}.exit.expression: an exit hook with an expression is not supported"
+                )
             self.call(hook, f"{where}.exit")
 
     def call(self, spec: Mapping, where: str) -> None:
