@@ -218,6 +218,8 @@ def _check_program(command: list, body: Mapping, where: str) -> None:
     program = str(command[0]) if command else ""
     if not program or "{{" in program or program in PYTHON_COMMANDS or program in images.PROGRAMS:
         return
+    if images.provides(str(body.get("image", "")), program):
+        return
     if shutil.which(program) is None:
         raise UnsupportedFeature(
             f"{where}: command {program!r} (from image {body.get('image', '?')!r}) is not installed on "

@@ -20,7 +20,7 @@ from pipelines.local_runner.errors import UnsupportedFeature
 ARGO = "io.argoproj.workflow.v1alpha1."
 _ARTIFACT_STORES = {
     "s3", "gcs", "http", "git", "artifactory", "hdfs", "oss", "azure", "plugin", "archive",
-    "archiveLogs", "artifactGC", "deleted", "recurseMode", "fromExpression", "subPath",
+    "archiveLogs", "artifactGC", "deleted", "recurseMode",
 }  # fmt: skip
 
 IMPLEMENTED: dict[str, set[str]] = {
@@ -54,7 +54,7 @@ IMPLEMENTED: dict[str, set[str]] = {
     "Arguments": {"parameters", "artifacts"},
     "Parameter": {"name", "value", "default", "valueFrom", "enum", "description"},
     "ValueFrom": {"path", "default", "expression", "parameter", "configMapKeyRef"},
-    "Artifact": {"name", "path", "from", "raw", "optional"},
+    "Artifact": {"name", "path", "from", "fromExpression", "raw", "optional"},
     "RawArtifact": {"data"},
     "DAGTemplate": {"tasks", "target", "failFast"},
     "DAGTask": {

@@ -230,6 +230,12 @@ class Runner:
         for spec in outputs.get("artifacts") or []:
             ref = (spec.get("from") or "").strip()
             try:
+                if "fromExpression" in spec:  # evaluates to a child's artifact (a local path here)
+                    value = evaluate(spec["fromExpression"], nest(variables))
+                    if not isinstance(value, str) or not value:
+                        raise WorkflowError(f"{where} artifact {spec['name']}: fromExpression gave {value!r}")
+                    artifacts[spec["name"]] = value
+                    continue
                 artifacts[spec["name"]] = substitute(ref, variables, f"{where} artifact {spec['name']}")
             except WorkflowError:
                 if not spec.get("optional"):
