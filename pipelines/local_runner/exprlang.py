@@ -3,7 +3,8 @@
 
 Typed like expr: `==` between a string and a number is false (`lastRetry.exitCode` is a string, so
 compare it with `'75'` or `asInt(lastRetry.exitCode) == 75`); `/` divides as floats; `&&`, `||`,
-`??` and `?:` are lazy; a missing map key is nil. Closures (`map(xs, {# * 2})`) bind `#`.
+`??` and `?:` are lazy; a missing map key, and any member of nil, is nil. Closures
+(`map(xs, {# * 2})`) bind `#`.
 
 Functions: expr's builtins that workflows use (len, map, filter, all, any, none, one, keys, values,
 string, int, float, abs, max, min, lower, upper, trim, split, join, toJSON, fromJSON), Argo's
@@ -466,8 +467,8 @@ class _Eval:
                 return value[int(key)]
             except IndexError:
                 raise self.error(f"index {key} out of range") from None
-        if value is None:
-            raise self.error(f"cannot read {key!r} of nil")
+        if value is None:  # e.g. the outputs of a skipped task: nil, so `?? 'fallback'` applies
+            return None
         raise self.error(f"cannot read {key!r} of {value!r}")
 
     def call(self, node: tuple, scope: dict[str, Any]) -> Any:

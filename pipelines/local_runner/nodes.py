@@ -31,6 +31,7 @@ class NodeResult:
     parameters: dict[str, str] = field(default_factory=dict)
     result: str | None = None
     artifacts: dict[str, str] = field(default_factory=dict)  # name -> local path
+    items: list[dict[str, str]] | None = None  # a loop's children's output parameters, in order
     started_at: float = field(default_factory=time.time)
     finished_at: float = field(default_factory=time.time)
 
@@ -75,7 +76,9 @@ def node_variables(prefix: str, step: str, node: NodeResult) -> dict[str, str]:
         found[f"{base}.exitCode"] = str(node.exit_code)
     if node.result is not None:
         found[f"{base}.outputs.result"] = node.result
-    if node.parameters:
+    if node.items is not None:  # a loop: a JSON list of each item's parameters, as Argo gives it
+        found[f"{base}.outputs.parameters"] = json.dumps(node.items)
+    elif node.parameters:
         found[f"{base}.outputs.parameters"] = json.dumps(node.parameters)
     for name, value in node.parameters.items():
         found[f"{base}.outputs.parameters.{name}"] = value

@@ -39,7 +39,10 @@ IMPLEMENTED: dict[str, set[str]] = {
     },
     "k8s.Container": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts"},
     "ScriptTemplate": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts", "source"},
-    "UserContainer": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts"},
+    "UserContainer": {
+        "name", "image", "command", "args", "env", "workingDir", "volumeMounts",
+        "mirrorVolumeMounts",  # every container of a step shares its file system locally
+    },
     "k8s.EnvVar": {"name", "value", "valueFrom"},
     "k8s.EnvVarSource": {"secretKeyRef", "configMapKeyRef"},
     "k8s.SecretKeySelector": {"name", "key", "optional"},

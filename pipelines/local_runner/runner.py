@@ -173,8 +173,8 @@ class Runner:
                 variables.update(node_variables(prefix, step, result))
             try:
                 node.parameters, node.artifacts = self._outputs(template, variables, children, prefix)
-            except WorkflowError as exc:
-                node.phase, node.message = ERRORED, str(exc)
+            except WorkflowError as exc:  # recorded, so the run's report says why it failed
+                node = self._record(name or self.wf.entrypoint, ERRORED, str(exc))
         node.finished_at = time.time()
         return node
 
@@ -263,10 +263,15 @@ class Runner:
     # ---- arguments, when, hooks ---------------------------------------------------------------
     def _arguments(self, spec: dict, variables: dict[str, str], where: str) -> dict:
         arguments = spec.get("arguments") or {}
-        params = {
-            p["name"]: substitute(str(p.get("value", "")), variables, f"{where} argument {p['name']}")
-            for p in arguments.get("parameters") or []
-        }
+        params = {}
+        for p in arguments.get("parameters") or []:
+            try:
+                params[p["name"]] = substitute(
+                    str(p.get("value", "")), variables, f"{where} argument {p['name']}"
+                )
+            except WorkflowError:
+                if not _from_skipped(str(p.get("value", "")), variables):
+                    raise  # an output of a skipped task is not supplied: the input's default applies
         artifacts: dict[str, dict] = {}
         for art in arguments.get("artifacts") or []:
             if "from" in art:
@@ -309,7 +314,9 @@ class Runner:
             if spec.get("when") is not None:
                 when = substitute(str(spec["when"]), variables, f"{where} when")
                 if not evaluate_bool(when, variables):
-                    return self._record(name, SKIPPED, f"when {when!r} is false")
+                    skipped = self._record(name, SKIPPED, f"when {when!r} is false")
+                    skipped.parameters = _output_defaults(self.template(spec, where))
+                    return skipped
             template = self.template(spec, where)
             args = self._arguments(spec, variables, where)
         except WorkflowError as exc:
@@ -363,7 +370,9 @@ class Runner:
         failed = [r for r in done if not r.ok]
         if failed:
             node.phase, node.message = failed[0].phase, f"{failed[0].name}: {failed[0].message}"
-        node.result, node.parameters = aggregate_outputs([r for r in done if r.phase in (SUCCEEDED, CACHED)])
+        succeeded = [r for r in done if r.phase in (SUCCEEDED, CACHED)]
+        node.result, node.parameters = aggregate_outputs(succeeded)
+        node.items = [r.parameters for r in succeeded if r.parameters]
         return node
 
     # ---- steps --------------------------------------------------------------------------------
@@ -593,3 +602,25 @@ def _slots(template: dict) -> threading.BoundedSemaphore | None:
     """The template's `parallelism` as a semaphore its children share (None when unlimited)."""
     limit = template.get("parallelism")
     return threading.BoundedSemaphore(int(limit)) if limit not in (None, "", 0, "0") else None
+
+
+def _output_defaults(template: dict) -> dict[str, str]:
+    """What a skipped node's outputs are: the `valueFrom.default` of its output parameters."""
+    found = {}
+    for spec in (template.get("outputs") or {}).get("parameters") or []:
+        default = (spec.get("valueFrom") or {}).get("default")
+        if default is not None:
+            found[spec["name"]] = str(default)
+    return found
+
+
+def _from_skipped(text: str, variables: dict[str, str]) -> bool:
+    """Whether every unresolved `{{steps.X...}}`/`{{tasks.X...}}` in text names a skipped/omitted node."""
+    from pipelines.local_runner.substitution import references
+
+    missing = [r for r in references(text) if r not in variables]
+    return bool(missing) and all(
+        r.split(".")[0] in ("steps", "tasks")
+        and variables.get(".".join(r.split(".")[:2]) + ".status") in ("Skipped", "Omitted")
+        for r in missing
+    )

@@ -14,7 +14,7 @@ from pipelines.local_runner import images
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.errors import WorkflowError
-from pipelines.local_runner.paths import PathMap, declared_paths
+from pipelines.local_runner.paths import PathMap, declared_paths, task_folder
 from pipelines.local_runner.pod import (
     link_mounts,
     main_body,
@@ -76,12 +76,25 @@ class TaskFailure(Exception):
         self.exit_code = exit_code
 
 
-def _input_parameters(task: ResolvedTask, variables: dict[str, str]) -> dict[str, str]:
+def _input_parameters(
+    task: ResolvedTask, variables: dict[str, str], values_dir: Path | None = None
+) -> dict[str, str]:
     values: dict[str, str] = {}
     for spec in task.template.get("inputs", {}).get("parameters", []):
         name = spec["name"]
+        ref = (spec.get("valueFrom") or {}).get("configMapKeyRef")
         if name in task.parameters:
             values[name] = task.parameters[name]
+        elif ref:
+            where = f"task {task.name!r} input {name}"
+            found = read_value(
+                values_dir, "configMapKeyRef", ref["name"], ref["key"], bool(ref.get("optional")), where
+            )
+            if found is None and spec.get("default") is None:
+                raise TaskFailure(
+                    f"{where}: config map {ref['name']}/{ref['key']} is optional and absent", ERRORED
+                )
+            values[name] = found if found is not None else str(spec["default"])
         elif spec.get("value") is not None:
             values[name] = substitute(str(spec["value"]), variables, f"task {task.name!r} input {name}")
         elif spec.get("default") is not None:
@@ -261,7 +274,7 @@ def _prepare_fs(paths: PathMap, template: dict, inputs: dict[str, dict]) -> None
 def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     """Run `task` to completion, recording its phase and outputs in the run state."""
     name = task.name
-    task_dir = ctx.run_dir / "tasks" / name
+    task_dir = ctx.run_dir / "tasks" / task_folder(name)
     shutil.rmtree(task_dir, ignore_errors=True)
     fs = task_dir / "fs"
     fs.mkdir(parents=True)
@@ -275,7 +288,7 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     try:
         paths = PathMap(fs, declared_paths(template) + mount_paths(template))
         variables = dict(ctx.global_vars)
-        inputs = _input_parameters(task, variables)
+        inputs = _input_parameters(task, variables, ctx.values_dir)
         variables.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
         artifacts = _input_artifacts(task, variables)
         for section in ("inputs", "outputs"):

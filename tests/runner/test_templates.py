@@ -277,3 +277,52 @@ def test_empty_retry_strategy_retries_until_success(run_workflow, tmp_path):
     )
     assert out.exit_code == 0, out.output
     assert out.task("flaky")["attempts"] == 4
+
+
+def test_loop_parameters_aggregate_and_skipped_outputs_fall_back(run_workflow, tmp_path):
+    out = _run(
+        run_workflow,
+        tmp_path,
+        """
+  entrypoint: main
+  templates:
+  - name: main
+    dag:
+      tasks:
+      - name: gen
+        template: gen
+        arguments: {parameters: [{name: n, value: "{{item}}"}]}
+        withItems: [1, 2]
+      - name: each
+        depends: gen
+        template: echo
+        arguments: {parameters: [{name: msg, value: "{{item.double}}"}]}
+        withParam: "{{tasks.gen.outputs.parameters}}"
+      - {name: skipped, template: gen, when: "false", arguments: {parameters: [{name: n, value: "0"}]}}
+      - name: after-skip
+        depends: skipped
+        template: echo
+        arguments: {parameters: [{name: msg, value: "{{tasks.skipped.outputs.parameters.double}}"}]}
+      - name: default-input
+        depends: skipped
+        template: takes-default
+        arguments: {parameters: [{name: v, value: "{{tasks.skipped.outputs.parameters.missing}}"}]}
+  - name: gen
+    inputs: {parameters: [{name: n}]}
+    container: {image: busybox, command: [sh, -c, "expr {{inputs.parameters.n}} \\\\* 2 > /tmp/d"]}
+    outputs:
+      parameters:
+      - {name: double, valueFrom: {path: /tmp/d, default: "none"}}
+  - name: takes-default
+    inputs: {parameters: [{name: v, default: fallback}]}
+    container: {image: busybox, command: [echo, "{{inputs.parameters.v}}"]}
+""",
+    )
+    assert out.exit_code == 0, out.output
+    tasks = out.state["tasks"]
+    each = sorted(n for n in tasks if n.startswith("each("))
+    assert [tasks[n]["result"] for n in each] == ["2", "4"]
+    folders = [p.name for p in (out.run_dir / "tasks").iterdir()]
+    assert all("(" not in f and ":" not in f for f in folders), folders  # shell-safe, used in commands
+    assert tasks["after-skip"]["result"] == "none"  # a skipped task's outputs are their defaults
+    assert tasks["default-input"]["result"] == "fallback"  # an unsupplied argument: the input default
