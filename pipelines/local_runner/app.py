@@ -75,7 +75,7 @@ def _new_state(wf: Workflow, request: RunRequest, local_dir: Path) -> RunState:
     except KeyError as exc:
         raise WorkflowError(str(exc.args[0])) from None
     parameters = wf.resolve_parameters(wf.values_from(request.values_dir), profile, overrides)
-    Preflight(wf, parameters).run()
+    Preflight(wf, parameters, request.values_dir).run()
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
     name = f"{wf.name}-{suffix}"
     import uuid
@@ -101,7 +101,7 @@ def _resumed_state(wf: Workflow, request: RunRequest, runs_dir: Path) -> RunStat
     state = load_state(runs_dir / run_id)
     if set(state.parameters) != set(wf.declared):
         raise WorkflowError(f"run {run_id} was made from a workflow with other parameters than {wf.source}")
-    Preflight(wf, state.parameters).run()
+    Preflight(wf, state.parameters, request.values_dir).run()
     kept = {name: TaskState() for name in wf.tasks}
     for name, old in state.tasks.items():  # every node that succeeded and still has its artifacts
         if old.phase in (SUCCEEDED, CACHED) and all(Path(p).exists() for p in old.artifacts.values()):

@@ -20,7 +20,7 @@ from pipelines.local_runner import exprlang, images
 from pipelines.local_runner.depends import depends_expression, referenced_tasks
 from pipelines.local_runner.errors import UnsupportedFeature, WorkflowError
 from pipelines.local_runner.expressions import evaluate_bool
-from pipelines.local_runner.pod import pod_spec_patch_effect
+from pipelines.local_runner.pod import VALUE_KINDS, pod_spec_patch_effect, read_value
 from pipelines.local_runner.substitution import expressions, references, substitute
 from pipelines.local_runner.task import PYTHON_COMMANDS
 
@@ -77,8 +77,9 @@ def _parse(expr: str, shown: str) -> None:
 
 
 class Preflight:
-    def __init__(self, wf, parameters: Mapping[str, str]):
+    def __init__(self, wf, parameters: Mapping[str, str], values_dir=None):
         self.wf = wf
+        self.values_dir = values_dir
         self.globals = {f"workflow.parameters.{k}": v for k, v in parameters.items()}
         self.seen: set[int] = set()
 
@@ -153,6 +154,7 @@ class Preflight:
             raise UnsupportedFeature(f"{where}: memoize on a {kind} template is not supported locally")
         if kind in ("container", "script"):
             self.containers(template, where)
+            self.values(template, where)
         elif kind == "dag":
             self.dag(template, where)
         else:
@@ -180,6 +182,31 @@ class Preflight:
                         f"{where}: {field} {extra.get('name')!r} has no command; images are not run locally"
                     )
                 _check_program(extra["command"], extra, f"{where} {field} {extra.get('name')!r}")
+
+    def values(self, template: Mapping, where: str) -> None:
+        """Required secrets and config maps must be in --values-dir (or, for env, the environment)."""
+        import os
+
+        for spec in (template.get("inputs") or {}).get("parameters") or []:
+            ref = (spec.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref and not ref.get("optional") and spec.get("default") is None:
+                read_value(
+                    self.values_dir, "configMapKeyRef", ref["name"], ref["key"], False, f"{where} input"
+                )
+        bodies = [template.get("container") or template.get("script") or {}]
+        bodies += list(template.get("initContainers") or []) + list(template.get("sidecars") or [])
+        for body in bodies:
+            for var in body.get("env") or []:
+                for kind, ref in (var.get("valueFrom") or {}).items():
+                    if kind in VALUE_KINDS and not ref.get("optional") and var["name"] not in os.environ:
+                        read_value(
+                            self.values_dir,
+                            kind,
+                            ref["name"],
+                            ref["key"],
+                            False,
+                            f"{where} env {var['name']}",
+                        )
 
     def dag(self, template: Mapping, where: str) -> None:
         tasks = {t["name"]: t for t in template["dag"].get("tasks") or []}

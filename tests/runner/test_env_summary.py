@@ -82,7 +82,8 @@ def test_demo_profile_only_sets_declared_parameters(tmp_path):
     assert values["num-samples"] == "3" and values["limit"] == "2000"
 
 
-def test_param_overrides_the_profile(run_workflow, tmp_path):
+def test_param_overrides_the_profile(run_workflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)  # the workflow requires this secret
     doc = _env_workflow()
     doc["spec"]["arguments"]["parameters"].append({"name": "limit", "value": "0"})
     doc["spec"]["templates"][0]["container"]["env"][0]["value"] = "{{workflow.parameters.limit}}"

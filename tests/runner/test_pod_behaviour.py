@@ -152,9 +152,9 @@ spec:
     assert time.monotonic() - started < 20  # the sidecar was stopped when the main container ended
     assert out.task("write")["result"] == "init\nside\ns3cret"
     assert out.task("read")["result"] == "s3cret fast"
-    missing = run_workflow(path)  # without the values folder: a clear error, not a dropped secret
-    assert missing.exit_code == 1
-    assert "secret 'db' is not available locally" in " ".join(missing.output.split())
+    missing = run_workflow(path)  # without the values folder: refused by name, not a dropped secret
+    assert missing.exit_code == 2
+    assert "env PW: secretKeyRef db/password is not available locally" in " ".join(missing.output.split())
 
 
 def test_deadline_and_timeout_stop_the_step_on_time(run_workflow, tmp_path):
