@@ -191,3 +191,21 @@ def test_terminating_reaps_the_leader_at_once(tmp_path):
         ["sleep", "30"], {"PATH": "/usr/bin:/bin"}, tmp_path, tmp_path / "log", ProcessGroups(), 0.3
     )
     assert attempt.status == "Failed" and time.monotonic() - started < 2
+
+
+def test_workflow_deadline_stops_the_run(run_workflow, tmp_path):
+    doc = _wf("""
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata: {generateName: wf-deadline-}
+spec:
+  entrypoint: sleep
+  activeDeadlineSeconds: 1
+  templates:
+  - name: sleep
+    container: {image: busybox, command: [sleep, "30"]}
+""")
+    started = time.monotonic()
+    out = run_workflow(write_workflow(tmp_path, doc))
+    assert time.monotonic() - started < 5
+    assert out.exit_code == 1 and out.state["phase"] == "failed"
