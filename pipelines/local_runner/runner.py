@@ -37,14 +37,12 @@ from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.expressions import evaluate_bool
 from pipelines.local_runner.exprlang import ExprError, evaluate, go_string, nest
 from pipelines.local_runner.loops import aggregate_outputs, expand, is_loop
-from pipelines.local_runner.nodes import BAD, INTERRUPTED, NodeResult, node_variables
+from pipelines.local_runner.nodes import ARGO_PHASE, BAD, INTERRUPTED, NodeResult, node_variables
 from pipelines.local_runner.process import ProcessGroups
 from pipelines.local_runner.state import RUN_FAILED, RUN_INTERRUPTED, RUN_SUCCEEDED, StateStore
 from pipelines.local_runner.substitution import substitute
 from pipelines.local_runner.task import ResolvedTask, TaskContext, execute
 from pipelines.local_runner.workflow import RUNNABLE, Workflow
-
-ARGO_PHASE = {SUCCEEDED: "Succeeded", CACHED: "Succeeded", FAILED: "Failed", ERRORED: "Error"}
 
 
 def child_name(parent: str, child: str) -> str:
