@@ -1,8 +1,9 @@
 """Run a compiled Argo workflow on this machine: `python -m pipelines.run_local WORKFLOW.yaml`.
 
-Each container step runs as a local process (images ignored) in dependency order, independent
-tasks in parallel, with Argo's `when`/`depends`, retries, memoization (`.local/cache/`), per-run
-state for `--resume`, a live view of the tasks and a final summary (`.local/runs/<run>/`).
+Each container/script step runs as a local process (images are not run) with Argo's semantics:
+steps and DAG templates, loops, `when`/`depends`, exit handlers, retries, timeouts, memoization
+(`.local/cache/`), per-run state for `--resume`, a live view and a summary (`.local/runs/<run>/`).
+A workflow field the runner does not implement is refused before anything runs, naming it.
 
 Exit codes: 0 succeeded, 1 a task failed, 2 invalid workflow/parameters, 130 interrupted.
 """
@@ -37,6 +38,12 @@ def main(
     ),
     mlflow_port: int = typer.Option(5050, help="Port of --mlflow-server on 127.0.0.1"),
     smoke: bool = typer.Option(True, help="POST a smoke request to a deployed server at the end"),
+    values_dir: Path | None = typer.Option(
+        None,
+        "--values-dir",
+        help="Folder with the secrets and config maps steps read: secrets/NAME/KEY, configmaps/NAME/KEY "
+        "(never read from a cluster)",
+    ),
 ) -> None:
     if resume and resume_last:
         raise typer.BadParameter("use --resume RUN_ID or --resume-last, not both")
@@ -53,6 +60,7 @@ def main(
         mlflow_server=mlflow_server,
         mlflow_port=mlflow_port,
         smoke=smoke,
+        values_dir=values_dir,
     )
     try:
         code = execute_run(request, console)

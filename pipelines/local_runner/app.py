@@ -16,6 +16,7 @@ from rich.console import Console
 
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.errors import WorkflowError
+from pipelines.local_runner.preflight import Preflight
 from pipelines.local_runner.progress_view import make_progress_display
 from pipelines.local_runner.runner import Runner
 from pipelines.local_runner.services import mlflow_server
@@ -54,6 +55,7 @@ class RunRequest:
     mlflow_port: int = 5050
     workdir: Path = field(default_factory=Path.cwd)
     smoke: bool = True
+    values_dir: Path | None = None  # secrets/<name>/<key> and configmaps/<name>/<key> for the steps
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -72,7 +74,8 @@ def _new_state(wf: Workflow, request: RunRequest, local_dir: Path) -> RunState:
         profile = profile_parameters(request.profile, local_dir, set(wf.declared)) if request.profile else {}
     except KeyError as exc:
         raise WorkflowError(str(exc.args[0])) from None
-    parameters = wf.resolve_parameters(profile, overrides)
+    parameters = wf.resolve_parameters(wf.values_from(request.values_dir), profile, overrides)
+    Preflight(wf, parameters, request.values_dir).run()
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
     name = f"{wf.name}-{suffix}"
     import uuid
@@ -98,15 +101,11 @@ def _resumed_state(wf: Workflow, request: RunRequest, runs_dir: Path) -> RunStat
     state = load_state(runs_dir / run_id)
     if set(state.parameters) != set(wf.declared):
         raise WorkflowError(f"run {run_id} was made from a workflow with other parameters than {wf.source}")
-    kept = {}
-    for name in wf.tasks:
-        old = state.tasks.get(name)
-        done = (
-            old is not None
-            and old.phase in (SUCCEEDED, CACHED)
-            and all(Path(p).exists() for p in old.artifacts.values())
-        )
-        kept[name] = old if done else TaskState()
+    Preflight(wf, state.parameters, request.values_dir).run()
+    kept = {name: TaskState() for name in wf.tasks}
+    for name, old in state.tasks.items():  # every node that succeeded and still has its artifacts
+        if old.phase in (SUCCEEDED, CACHED) and all(Path(p).exists() for p in old.artifacts.values()):
+            kept[name] = old
     state.tasks = kept
     state.phase, state.finished_at = RUN_RUNNING, None
     return state
@@ -184,6 +183,7 @@ def _run_with_services(
             parameters=runtime,
             base_env={LOCAL_DIR_ENV: str(local_dir)},
             retries=not request.no_retry,
+            values_dir=request.values_dir,
         )
         display.start()
         try:

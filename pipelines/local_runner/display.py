@@ -96,7 +96,7 @@ class LiveDisplay(Display):
         table = Table(title=f"run {self.state.run_id}  ({elapsed:.0f}s)", title_justify="left", expand=False)
         for column in ("task", "status", "duration", "detail"):
             table.add_column(column)
-        for name, task in self.state.tasks.items():
+        for name, task in list(self.state.tasks.items()):  # nodes appear while it runs
             style, icon = STYLES.get(task.phase, ("", "?"))
             table.add_row(name, f"[{style}]{icon} {task.phase}[/]", _duration(task), _detail(task)[:80])
         return table

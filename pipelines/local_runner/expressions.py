@@ -4,8 +4,8 @@
   quoted strings, numbers, true/false; a bare word is a string (so `true == {{x}}` and
   `kuberay == in-pod` both work, as in Argo).
 - `depends`: task names with `.Succeeded`-style suffixes combined with &&, || and ! (see `depends.py`).
-- `retryStrategy.expression` (expr-lang): the same operators plus `and`/`or`/`not`, `in [...]`,
-  dotted names such as `lastRetry.exitCode` and the casts `asInt`, `asFloat`, `string`, `int`, `float`.
+- expr-lang (`{{=...}}`, `retryStrategy.expression`, ...) is `exprlang`, typed as Argo types it;
+  this evaluator's `and`/`or`/`in [...]`/casts remain for callers of `evaluate_bool`.
 
 Tokens are parsed by recursive descent; nothing is passed to Python's eval.
 """

@@ -8,6 +8,7 @@ env values and script source are rewritten to the local paths. Host paths elsewh
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -66,3 +67,12 @@ class PathMap:
             return local + "/" if path.endswith("/") and len(path) > 1 else local
 
         return _ABS_PATH.sub(replace, text)
+
+
+def task_folder(node: str) -> str:
+    """A node's folder name under `<run>/tasks/`: shell-safe, since its paths go into commands
+    (`hello(0:a b)` -> `hello-0-a-b-<hash>`); a plain name such as `hpo` stays as it is."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", node).strip("-")
+    if safe == node:
+        return node
+    return f"{safe[:80]}-{hashlib.sha1(node.encode()).hexdigest()[:8]}"

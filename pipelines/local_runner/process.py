@@ -32,24 +32,29 @@ class ProcessGroups:
     """The process groups of running steps, so an interrupt can stop them all."""
 
     def __init__(self) -> None:
-        self._groups: set[int] = set()
+        self._groups: dict[int, subprocess.Popen | None] = {}
         self._lock = threading.Lock()
         self.stopping = threading.Event()
 
-    def add(self, pgid: int) -> None:
+    def add(self, pgid: int, proc: subprocess.Popen | None = None) -> None:
         with self._lock:
-            self._groups.add(pgid)
+            self._groups[pgid] = proc
 
     def discard(self, pgid: int) -> None:
         with self._lock:
-            self._groups.discard(pgid)
+            self._groups.pop(pgid, None)
 
     def terminate_all(self, grace: float = 5.0) -> None:
         self.stopping.set()
         with self._lock:
-            groups = list(self._groups)
-        for pgid in groups:
-            terminate_group(pgid, grace)
+            groups = list(self._groups.items())
+        threads = [
+            threading.Thread(target=terminate_group, args=(g, grace, p), daemon=True) for g, p in groups
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
 
 
 def _group_alive(pgid: int) -> bool:
@@ -62,14 +67,20 @@ def _group_alive(pgid: int) -> bool:
         return True
 
 
-def terminate_group(pgid: int, grace: float = 5.0) -> None:
-    """SIGTERM the group, then SIGKILL whatever is still there after `grace` seconds."""
+def terminate_group(pgid: int, grace: float = 5.0, proc: subprocess.Popen | None = None) -> None:
+    """SIGTERM the group, then SIGKILL whatever is still there after `grace` seconds.
+
+    `proc`, the group's leader, is reaped while waiting: an unreaped (zombie) leader keeps the group
+    "alive", which made every stop wait the full grace time.
+    """
     try:
         os.killpg(pgid, signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
+        if proc is not None:
+            proc.poll()
         if not _group_alive(pgid):
             return
         time.sleep(0.05)
@@ -102,6 +113,7 @@ def run_attempt(
     log_path: Path,
     groups: ProcessGroups,
     timeout: float | None = None,
+    timeout_field: str = "activeDeadlineSeconds",
 ) -> Attempt:
     start = time.monotonic()
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +132,9 @@ def run_attempt(
             message = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
             log.write(f"[local-runner] {message}\n".encode())
             return Attempt(None, "Error", message, "", time.monotonic() - start)
-        groups.add(proc.pid)
+        groups.add(proc.pid, proc)
         if groups.stopping.is_set():  # an interrupt raced with this start
-            terminate_group(proc.pid, grace=1.0)
+            terminate_group(proc.pid, grace=1.0, proc=proc)
         lock = threading.Lock()
         stdout: list[bytes] = []
         pumps = [
@@ -136,9 +148,9 @@ def run_attempt(
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             timed_out = True
-            terminate_group(proc.pid)
+            terminate_group(proc.pid, proc=proc)
             proc.wait()
-        terminate_group(proc.pid, grace=2.0)  # leftovers in the step's group, as at a pod's end
+        terminate_group(proc.pid, grace=2.0, proc=proc)  # leftovers in the step's group, as at a pod's end
         groups.discard(proc.pid)
         for pump in pumps:
             pump.join(timeout=2.0)  # a detached daemon may still hold the pipe; do not wait for it
@@ -147,7 +159,7 @@ def run_attempt(
         duration = time.monotonic() - start
         code = proc.returncode
         if timed_out:
-            message = f"exceeded activeDeadlineSeconds ({timeout:g}s)"
+            message = f"exceeded {timeout_field} ({timeout:g}s)"
             with lock:
                 log.write(f"[local-runner] {message}\n".encode())
             return Attempt(code, "Failed", message, text, duration)

@@ -3,7 +3,9 @@
 Locally a non-zero exit is a *failure* (Argo's Failed) and a process that could not start or was
 killed by a signal is an *error* (Argo's Error). `retryPolicy` picks which of them are retried
 (Always: both; OnFailure, the default: failures; OnError/OnTransientError: errors), `expression`
-(expr-lang, with `lastRetry.exitCode/status/duration/message`) must also hold, and `backoff`
+(expr-lang as Argo evaluates it, `exprlang`: `lastRetry.exitCode`, `.status`, `.duration` and
+`.message` are strings, so `lastRetry.exitCode == '75'` or `asInt(lastRetry.exitCode) == 75`) must
+also hold; an expression that cannot be evaluated errors the step, and `backoff`
 spaces attempts: duration * factor^n, capped by `cap`, and no retry starts after `maxDuration`.
 """
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 
 from pipelines.local_runner.cache import parse_duration
 from pipelines.local_runner.errors import WorkflowError
-from pipelines.local_runner.expressions import evaluate_bool
+from pipelines.local_runner.exprlang import ExprError, evaluate, nest
 from pipelines.local_runner.process import Attempt
 
 _POLICIES = {
@@ -36,7 +38,7 @@ class RetryStrategy:
 
     @classmethod
     def from_spec(cls, spec: dict | None, where: str) -> RetryStrategy:
-        if not spec:
+        if spec is None:
             return cls()
         try:
             limit = int(spec.get("limit", 0)) if spec.get("limit") is not None else 10**6  # unset: unlimited
@@ -69,7 +71,15 @@ class RetryStrategy:
                 "lastRetry.duration": str(int(attempt.duration)),
                 "lastRetry.message": attempt.message,
             }
-            if not evaluate_bool(self.expression, variables, bare_words=False):
+            try:
+                verdict = evaluate(self.expression, nest(variables))
+            except ExprError as exc:
+                raise WorkflowError(f"retryStrategy.expression: {exc}") from None
+            if not isinstance(verdict, bool):
+                raise WorkflowError(
+                    f"retryStrategy.expression {self.expression!r} gave {verdict!r}, not a bool"
+                )
+            if not verdict:
                 return False, 0.0
         delay = self.duration * self.factor ** (attempts_done - 1)
         if self.cap is not None:

@@ -71,7 +71,7 @@ class StateStore:
 
     def update_task(self, name: str, **changes) -> TaskState:
         with self.lock:
-            task = self.state.tasks[name]
+            task = self.state.tasks.setdefault(name, TaskState())  # nodes appear as the run unfolds
             for key, value in changes.items():
                 setattr(task, key, value)
             self.save()

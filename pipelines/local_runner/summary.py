@@ -13,6 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
+from pipelines.local_runner.paths import task_folder
 from pipelines.local_runner.state import RunState
 from shared.results import atomic_write_text
 
@@ -34,7 +35,7 @@ def task_results(state: RunState, run_dir: Path) -> dict[str, dict[str, Any]]:
         if task.phase not in ("succeeded", "cached"):
             continue
         data: dict[str, Any] = {k.replace("-", "_"): _parse(v) for k, v in task.parameters.items()}
-        fs = Path(run_dir) / "tasks" / name / "fs"
+        fs = Path(run_dir) / "tasks" / task_folder(name) / "fs"
         for result_file in sorted(fs.rglob("result.json")) if fs.is_dir() else []:
             try:
                 data.update(json.loads(result_file.read_text()))

@@ -10,13 +10,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipelines.local_runner import images
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.errors import WorkflowError
-from pipelines.local_runner.paths import PathMap, declared_paths
+from pipelines.local_runner.paths import PathMap, declared_paths, task_folder
+from pipelines.local_runner.pod import (
+    link_mounts,
+    main_body,
+    mount_paths,
+    pod_spec_patch_effect,
+    read_value,
+    volume_sources,
+    working_dir,
+)
 from pipelines.local_runner.process import ProcessGroups, run_attempt
 from pipelines.local_runner.progress_view import step_env
 from pipelines.local_runner.retry import RetryStrategy
+from pipelines.local_runner.sidecars import run_init_containers, start_sidecars, stop_sidecars
 from pipelines.local_runner.state import RETRYING, RUNNING, StateStore
 from pipelines.local_runner.substitution import references, substitute
 
@@ -40,6 +51,9 @@ class TaskContext:
     base_env: dict[str, str] = field(default_factory=dict)  # set for every step (e.g. EMOTION_LOCAL_DIR)
     hashes: dict[str, str] = field(default_factory=dict)  # local artifact path -> content hash
     on_change: object = None  # callable(task_name) for the display
+    values_dir: Path | None = None  # secrets/<name>/<key>, configmaps/<name>/<key> (--values-dir)
+    volumes: dict[str, dict] = field(default_factory=dict)  # the workflow's spec.volumes by name
+    claims_dir: Path | None = None  # persistentVolumeClaim folders (outlive runs)
 
     def changed(self, name: str) -> None:
         if callable(self.on_change):
@@ -63,12 +77,25 @@ class TaskFailure(Exception):
         self.exit_code = exit_code
 
 
-def _input_parameters(task: ResolvedTask, variables: dict[str, str]) -> dict[str, str]:
+def _input_parameters(
+    task: ResolvedTask, variables: dict[str, str], values_dir: Path | None = None
+) -> dict[str, str]:
     values: dict[str, str] = {}
     for spec in task.template.get("inputs", {}).get("parameters", []):
         name = spec["name"]
+        ref = (spec.get("valueFrom") or {}).get("configMapKeyRef")
         if name in task.parameters:
             values[name] = task.parameters[name]
+        elif ref:
+            where = f"task {task.name!r} input {name}"
+            found = read_value(
+                values_dir, "configMapKeyRef", ref["name"], ref["key"], bool(ref.get("optional")), where
+            )
+            if found is None and spec.get("default") is None:
+                raise TaskFailure(
+                    f"{where}: config map {ref['name']}/{ref['key']} is optional and absent", ERRORED
+                )
+            values[name] = found if found is not None else str(spec["default"])
         elif spec.get("value") is not None:
             values[name] = substitute(str(spec["value"]), variables, f"task {task.name!r} input {name}")
         elif spec.get("default") is not None:
@@ -157,20 +184,34 @@ def _output_artifacts(template: dict, paths: PathMap) -> dict[str, Path]:
 
 
 def _env(
-    template: dict, variables: dict[str, str], paths: PathMap, where: str, base: dict[str, str]
+    body: dict,
+    variables: dict[str, str],
+    paths: PathMap,
+    where: str,
+    base: dict[str, str],
+    values_dir: Path | None = None,
 ) -> dict[str, str]:
-    """os.environ + the template's env; secret/configMap refs come from os.environ by name or are left out."""
+    """os.environ + the container's env; secret/configMap refs are read from the values folder.
+
+    A ref the values folder lacks takes the runner's own variable of that name (how the project's
+    steps pick up AWS_* credentials locally); else an optional one is unset and a required one is
+    an error naming the file to create.
+    """
     env = {**os.environ, **base}
     # tools the steps call by name (dvc, git via dvc, mlflow) come from the runner's environment first
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.setdefault("PYTHONUNBUFFERED", "1")
-    body = template.get("container") or template.get("script") or {}
     for var in body.get("env", []):
         name = var["name"]
         if "value" in var:
             env[name] = paths.rewrite(substitute(str(var["value"]), variables, f"{where} env {name}"))
         elif "valueFrom" in var:
-            if name not in os.environ:
+            kind, ref = next(iter(var["valueFrom"].items()))
+            optional = bool(ref.get("optional")) or name in os.environ
+            value = read_value(values_dir, kind, ref["name"], ref["key"], optional, f"{where} env {name}")
+            if value is not None:
+                env[name] = value
+            elif name not in os.environ:
                 env.pop(name, None)
         else:
             env[name] = ""
@@ -187,7 +228,7 @@ def _local_interpreter(argv: list[str]) -> list[str]:
 def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: Path, where: str) -> list[str]:
     if "container" in template:
         body = template["container"]
-        command = list(body.get("command") or [])
+        command = list(body.get("command") or images.entrypoint(str(body.get("image", ""))) or [])
         if not command:
             raise TaskFailure(
                 f"{where}: container has no command (images are ignored locally, so the "
@@ -195,11 +236,14 @@ def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: P
                 ERRORED,
             )
         argv = command + list(body.get("args") or [])
-        return _local_interpreter([paths.rewrite(substitute(str(a), variables, where)) for a in argv])
+        return images.program(
+            _local_interpreter([paths.rewrite(substitute(str(a), variables, where)) for a in argv])
+        )
     body = template["script"]
     source = paths.rewrite(substitute(str(body.get("source", "")), variables, where))
     script = task_dir / "script"
     script.write_text(source)
+    script.chmod(0o755)  # Argo's script file is executable (`command: [sh, -c]` runs it by path)
     command = [paths.rewrite(substitute(str(a), variables, where)) for a in body.get("command") or ["sh"]]
     return (
         command
@@ -209,7 +253,8 @@ def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: P
 
 
 def _prepare_fs(paths: PathMap, template: dict, inputs: dict[str, dict]) -> None:
-    """Parent folders for every declared path; input artifacts linked (or raw ones written) in place."""
+    """`/tmp` and the parent folders of every declared path; input artifacts linked (or raw ones written)."""
+    paths.local("/tmp").mkdir(parents=True, exist_ok=True)  # every container has a /tmp
     for path in declared_paths(template):
         paths.local(path).parent.mkdir(parents=True, exist_ok=True)
     for name, source in inputs.items():
@@ -230,7 +275,7 @@ def _prepare_fs(paths: PathMap, template: dict, inputs: dict[str, dict]) -> None
 def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     """Run `task` to completion, recording its phase and outputs in the run state."""
     name = task.name
-    task_dir = ctx.run_dir / "tasks" / name
+    task_dir = ctx.run_dir / "tasks" / task_folder(name)
     shutil.rmtree(task_dir, ignore_errors=True)
     fs = task_dir / "fs"
     fs.mkdir(parents=True)
@@ -242,9 +287,9 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     )
     ctx.changed(name)
     try:
-        paths = PathMap(fs, declared_paths(template))
+        paths = PathMap(fs, declared_paths(template) + mount_paths(template))
         variables = dict(ctx.global_vars)
-        inputs = _input_parameters(task, variables)
+        inputs = _input_parameters(task, variables, ctx.values_dir)
         variables.update({f"inputs.parameters.{k}": v for k, v in inputs.items()})
         artifacts = _input_artifacts(task, variables)
         for section in ("inputs", "outputs"):
@@ -275,21 +320,46 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
                 return
 
         _prepare_fs(paths, template, artifacts)
-        argv = _argv(template, variables, paths, task_dir, where)
-        env = {**_env(template, variables, paths, where, ctx.base_env), **step_env(task_dir)}
-        retry = RetryStrategy.from_spec(template.get("retryStrategy") or ctx.default_retry, where)
+        link_mounts(
+            fs, volume_sources(template, ctx.volumes, ctx.run_dir, task_dir, ctx.values_dir, ctx.claims_dir)
+        )
+        body = main_body(template)
+        image = substitute(str(body.get("image", "")), variables, f"{where} image")
+        cwd = working_dir(template, fs, ctx.workdir, image)
+        # no strategy: no retry; `retryStrategy: {}` retries until success, as in Argo
+        retry_spec = template.get("retryStrategy")
+        if retry_spec is None:
+            retry_spec = ctx.default_retry
+        if retry_spec is not None:
+            retry_spec = dict(retry_spec)
+            if retry_spec.get("expression"):  # `{{inputs.parameters.x}}` inside it, as Argo substitutes
+                retry_spec["expression"] = substitute(str(retry_spec["expression"]), variables, where)
+        retry = RetryStrategy.from_spec(retry_spec, where)
         if not ctx.retries:
             retry = RetryStrategy()
-        timeout = parse_duration(template.get("activeDeadlineSeconds"))
+        timeout, timeout_field = _deadline(template, variables, where)
+        if template.get("podSpecPatch"):
+            pod_spec_patch_effect(substitute(str(template["podSpecPatch"]), variables, where), where)
+        extras = (template, variables, paths, ctx, where, log_path)
+        run_init_containers(*extras, env_of=_env, cwd=cwd)
         first_start = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
+            variables["retries"] = str(attempts - 1)  # Argo's {{retries}}: this attempt's retry number
+            argv = _argv(template, variables, paths, task_dir, where)
+            env = {**_env(body, variables, paths, where, ctx.base_env, ctx.values_dir), **step_env(task_dir)}
+            if images.uses_shims(image):
+                env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
             ctx.store.update_task(name, attempts=attempts, phase=RUNNING, message="")
             ctx.changed(name)
             with open(log_path, "ab") as log:
                 log.write(f"[local-runner] attempt {attempts}: {' '.join(argv)}\n".encode())
-            attempt = run_attempt(argv, env, ctx.workdir, log_path, ctx.groups, timeout)
+            sidecars = start_sidecars(*extras, env_of=_env, cwd=cwd)
+            try:
+                attempt = run_attempt(argv, env, cwd, log_path, ctx.groups, timeout, timeout_field)
+            finally:
+                stop_sidecars(sidecars, ctx.groups)
             if ctx.groups.stopping.is_set():
                 raise TaskFailure("interrupted", INTERRUPTED, attempt.exit_code)
             if attempt.status == "Succeeded":
@@ -332,6 +402,22 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     except Exception as exc:  # a runner bug must not hang the run: report it on the task
         _fail(name, ctx, log_path, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}", None)
     ctx.changed(name)
+
+
+def _deadline(template: dict, variables: dict[str, str], where: str) -> tuple[float | None, str]:
+    """The step's time limit: the smaller of activeDeadlineSeconds and `timeout`, and which it is."""
+    limits = []
+    for field_name in ("activeDeadlineSeconds", "timeout"):
+        value = template.get(field_name)
+        if value not in (None, ""):
+            text = substitute(str(value), variables, f"{where} {field_name}")
+            try:
+                limits.append((parse_duration(text), field_name))
+            except ValueError as exc:
+                raise WorkflowError(f"{where}: {field_name}: {exc}") from None
+    if not limits:
+        return None, "activeDeadlineSeconds"
+    return min(limits)
 
 
 def _fail(name: str, ctx: TaskContext, log_path: Path, phase: str, message: str, code: int | None) -> None:

@@ -1,7 +1,7 @@
 """Load a compiled Argo Workflow/WorkflowTemplate and check it before anything runs.
 
-Checks: the Argo schema, the entrypoint, every task's template, every task a `depends` or a
-`{{tasks.X...}}` reference names (it must be an upstream task, as Argo requires), and cycles.
+Checks here: the Argo schema, the fields the runner implements (`refusals`), expressions and the
+entrypoint; what needs the run's parameters is checked by `preflight.Preflight`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from pathlib import Path
 
 import yaml
 
+from pipelines.argo_schema import _argo_schema
 from pipelines.local_runner.depends import depends_expression, referenced_tasks
 from pipelines.local_runner.errors import UnsupportedFeature, WorkflowError
+from pipelines.local_runner.preflight import check_expressions
+from pipelines.local_runner.refusals import check_fields
 from pipelines.local_runner.schema import validate_document
-from pipelines.local_runner.substitution import references
 
 RUNNABLE = ("container", "script")
 NOT_LOCAL = ("resource", "suspend", "http", "plugin", "containerSet", "data")
@@ -47,6 +49,26 @@ class Workflow:
             if kind in template:
                 return kind
         return "unknown"
+
+    def values_from(self, values_dir: Path | None) -> dict[str, str]:
+        """Workflow parameters given by `valueFrom.configMapKeyRef`, read from the values folder."""
+        from pipelines.local_runner.pod import read_value
+
+        found = {}
+        for name, spec in self.declared.items():
+            ref = (spec.get("valueFrom") or {}).get("configMapKeyRef")
+            if ref:
+                value = read_value(
+                    values_dir,
+                    "configMapKeyRef",
+                    ref["name"],
+                    ref["key"],
+                    bool(ref.get("optional")),
+                    f"parameter {name}",
+                )
+                if value is not None:
+                    found[name] = value
+        return found
 
     def ancestors(self, task: str) -> set[str]:
         seen: set[str] = set()
@@ -99,9 +121,12 @@ def build_workflow(doc: dict, path: Path) -> Workflow:
         raise UnsupportedFeature(
             f"{path}: workflowTemplateRef is not supported locally; run the template itself"
         )
+    check_fields(doc, _argo_schema()["definitions"], str(path))
+    check_expressions(doc)
     meta = doc.get("metadata", {})
     name = meta.get("name") or meta.get("generateName") or path.stem
-    templates = {t["name"]: t for t in spec.get("templates", [])}
+    defaults = spec.get("templateDefaults") or {}
+    templates = {t["name"]: _merged(defaults, t) for t in spec.get("templates", [])}
     entrypoint = spec.get("entrypoint")
     if not entrypoint:
         raise WorkflowError(f"{path}: spec.entrypoint is not set")
@@ -110,93 +135,30 @@ def build_workflow(doc: dict, path: Path) -> Workflow:
     entry = templates[entrypoint]
     if "dag" in entry:
         tasks = {t["name"]: t for t in entry["dag"].get("tasks", [])}
-    elif any(kind in entry for kind in RUNNABLE):
-        tasks = {entrypoint: {"name": entrypoint, "template": entrypoint}}
+    elif "steps" in entry:
+        tasks = {s["name"]: s for group in entry["steps"] or [] for s in (group or [])}
     else:
-        raise UnsupportedFeature(f"{path}: entrypoint {entrypoint!r} must be a DAG or a container template")
+        tasks = {entrypoint: {"name": entrypoint, "template": entrypoint}}
     declared = {p["name"]: p for p in spec.get("arguments", {}).get("parameters", [])}
-    wf = Workflow(
+    return Workflow(
         doc=doc,
         source=path,
         name=name.rstrip("-"),
         templates=templates,
         entrypoint=entrypoint,
         tasks=tasks,
-        upstream={},
+        upstream={n: referenced_tasks(depends_expression(t)) for n, t in tasks.items()},
         declared=declared,
         parallelism=spec.get("parallelism"),
     )
-    _check_tasks(wf)
-    _check_cycles(wf)
-    _check_task_references(wf)
-    return wf
 
 
-def _check_tasks(wf: Workflow) -> None:
-    for name, task in wf.tasks.items():
-        where = f"task {name!r}"
-        if "templateRef" in task:
-            raise UnsupportedFeature(f"{where}: templateRef is not supported locally")
-        for loop in ("withItems", "withParam", "withSequence"):
-            if loop in task:
-                raise UnsupportedFeature(f"{where}: {loop} is not supported locally")
-        template = task.get("template")
-        if template not in wf.templates:
-            raise WorkflowError(
-                f"{where} uses unknown template {template!r}; templates: {', '.join(wf.templates)}"
-            )
-        kind = wf.kind_of(wf.templates[template])
-        if kind in ("dag", "steps", "unknown"):
-            raise UnsupportedFeature(
-                f"{where}: template {template!r} ({kind}) cannot run locally; only "
-                "container and script templates (resource templates only when skipped)"
-            )
-        upstream = referenced_tasks(depends_expression(task))
-        for dep in upstream:
-            if dep not in wf.tasks:
-                raise WorkflowError(f"{where} depends on unknown task {dep!r}; tasks: {', '.join(wf.tasks)}")
-            if dep == name:
-                raise WorkflowError(f"{where} depends on itself")
-        wf.upstream[name] = upstream
-
-
-def _check_cycles(wf: Workflow) -> None:
-    state: dict[str, int] = {}  # 1 visiting, 2 done
-
-    def visit(task: str, trail: list[str]) -> None:
-        if state.get(task) == 2:
-            return
-        if state.get(task) == 1:
-            cycle = trail[trail.index(task) :] + [task]
-            raise WorkflowError(f"dependency cycle: {' -> '.join(cycle)}")
-        state[task] = 1
-        for dep in wf.upstream[task]:
-            visit(dep, trail + [task])
-        state[task] = 2
-
-    for task in wf.tasks:
-        visit(task, [])
-
-
-def _task_text(task: Mapping) -> list[str]:
-    texts = [str(task.get("when", ""))]
-    for group in ("parameters", "artifacts"):
-        for arg in task.get("arguments", {}).get(group, []):
-            texts += [str(arg.get("value", "")), str(arg.get("from", ""))]
-    return texts
-
-
-def _check_task_references(wf: Workflow) -> None:
-    for name, task in wf.tasks.items():
-        ancestors = wf.ancestors(name)
-        for text in _task_text(task):
-            for ref in references(text):
-                parts = ref.split(".")
-                if parts[0] != "tasks" or len(parts) < 3:
-                    continue
-                if parts[1] not in wf.tasks:
-                    raise WorkflowError(f"task {name!r} refers to unknown task {parts[1]!r} in {{{{{ref}}}}}")
-                if parts[1] not in ancestors:
-                    raise WorkflowError(
-                        f"task {name!r} uses {{{{{ref}}}}} but does not depend on {parts[1]!r}"
-                    )
+def _merged(defaults: Mapping, template: Mapping) -> dict:
+    """`spec.templateDefaults` under a template: the template's own values win, maps merge."""
+    merged = dict(defaults)
+    for key, value in template.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

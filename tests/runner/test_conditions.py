@@ -35,10 +35,9 @@ def test_flip_to_tails_reverses_the_branches(run_workflow):
     assert phases["boom"] == "failed"
 
 
-def test_resource_template_that_is_not_skipped_fails_clearly(run_workflow):
+def test_resource_template_that_is_not_skipped_is_refused_before_running(run_workflow):
     out = run_workflow("conditions.yaml", "--param", "runner=cluster")
-    assert out.exit_code == 1
-    task = out.task("cluster-only")
-    assert task["phase"] == "errored"
-    assert "resource template" in task["message"] and "cannot run locally" in task["message"]
-    assert "cluster-only" in out.output
+    assert out.exit_code == 2, out.output
+    text = " ".join(out.output.split())
+    assert "task 'cluster-only'" in text and "resource templates cannot run locally" in text
+    assert out.latest is None  # nothing ran

@@ -41,7 +41,13 @@ def _env_workflow() -> dict:
                             },
                             {
                                 "name": "MISSING_SECRET",
-                                "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "MISSING_SECRET"}},
+                                "valueFrom": {
+                                    "configMapKeyRef": {
+                                        "name": "cfg",
+                                        "key": "MISSING_SECRET",
+                                        "optional": True,
+                                    }
+                                },
                             },
                         ],
                     },
@@ -76,7 +82,8 @@ def test_demo_profile_only_sets_declared_parameters(tmp_path):
     assert values["num-samples"] == "3" and values["limit"] == "2000"
 
 
-def test_param_overrides_the_profile(run_workflow, tmp_path):
+def test_param_overrides_the_profile(run_workflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)  # the workflow requires this secret
     doc = _env_workflow()
     doc["spec"]["arguments"]["parameters"].append({"name": "limit", "value": "0"})
     doc["spec"]["templates"][0]["container"]["env"][0]["value"] = "{{workflow.parameters.limit}}"

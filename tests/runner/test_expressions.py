@@ -109,8 +109,11 @@ def test_substitution_reports_unresolved_names():
     assert substitute("{{ a.b }}-{{c}}", {"a.b": "1", "c": "2"}, "here") == "1-2"
     with pytest.raises(WorkflowError, match=r"here: cannot resolve \{\{tasks.x.outputs.result\}\}"):
         substitute("{{tasks.x.outputs.result}}", {}, "here")
-    with pytest.raises(WorkflowError, match="expression templates"):
+    with pytest.raises(WorkflowError, match="here: expression 'sprig.trim\\(x\\)': unknown name 'x'"):
         substitute("{{=sprig.trim(x)}}", {}, "here")
+    assert (
+        substitute("[{{= sprig.trim(inputs.parameters.x) }}]", {"inputs.parameters.x": " a "}, "h") == "[a]"
+    )
 
 
 def test_durations_and_content_hashes(tmp_path: Path):
