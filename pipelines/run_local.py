@@ -17,6 +17,7 @@ from rich.console import Console
 
 from pipelines.local_runner.app import EXIT_BAD_INPUT, RunRequest, execute_run
 from pipelines.local_runner.errors import WorkflowError
+from shared.settings import DEFAULT_LOCAL_DIR
 
 app = typer.Typer(add_completion=False, help=__doc__, rich_markup_mode=None)
 
@@ -27,7 +28,7 @@ def main(
     param: list[str] = typer.Option([], "--param", "-p", help="Override a workflow parameter: NAME=VALUE"),
     profile: str | None = typer.Option(None, help="Parameter profile for one machine (e.g. demo)"),
     local_dir: Path = typer.Option(
-        Path(".local"), envvar="EMOTION_LOCAL_DIR", help="Folder for runs, cache and local services"
+        DEFAULT_LOCAL_DIR, envvar="EMOTION_LOCAL_DIR", help="Folder for runs, cache and local services"
     ),
     resume: str | None = typer.Option(None, help="Resume RUN_ID: rerun only its tasks that did not succeed"),
     resume_last: bool = typer.Option(False, "--resume-last", help="Resume the most recent run"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -45,19 +46,12 @@ def group_alive(pgid: int) -> bool:
         return True
 
 
-def _reap(pid: int) -> None:
-    """Collect `pid` if it is our exited child, so a zombie does not count as alive."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
-
-
-def terminate_group(pgid: int, grace: float = 5.0, poll_s: float = 0.02) -> None:
+def terminate_group(pgid: int, grace: float = 5.0, proc: subprocess.Popen | None = None) -> None:
     """SIGTERM a process group, then SIGKILL whatever is still there after `grace` seconds.
 
-    The group leader is reaped while waiting (when it is our child), so the wait ends as soon as
-    the processes are gone rather than after the whole grace time.
+    `proc`, the group's leader when it is our child, is reaped while waiting: an unreaped (zombie)
+    leader keeps the group "alive", which would make every stop wait the full grace time. (Only
+    through `proc`: reaping by pid behind a `Popen`'s back would steal its exit status.)
     """
     try:
         os.killpg(pgid, signal.SIGTERM)
@@ -65,15 +59,15 @@ def terminate_group(pgid: int, grace: float = 5.0, poll_s: float = 0.02) -> None
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        _reap(pgid)
+        if proc is not None:
+            proc.poll()
         if not group_alive(pgid):
             return
-        time.sleep(poll_s)
+        time.sleep(0.02)
     try:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    _reap(pgid)
 
 
 def log_tail(path: Path, chars: int = 4000) -> str:

@@ -89,7 +89,7 @@ def _stop(proc: subprocess.Popen) -> None:
     """Stop the server and the workers it started (its own process group)."""
     if proc.poll() is not None:
         return
-    terminate_group(proc.pid, grace=10)
+    terminate_group(proc.pid, grace=10, proc=proc)
     proc.wait(timeout=10)
 
 

@@ -8,13 +8,14 @@ its own session (the deploy step's server) is outside the group and keeps runnin
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.processes import terminate_group
 
 MAX_RESULT_BYTES = 256 * 1024  # Argo caps outputs.result too
 
@@ -55,39 +56,6 @@ class ProcessGroups:
             thread.start()
         for thread in threads:
             thread.join()
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def terminate_group(pgid: int, grace: float = 5.0, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the group, then SIGKILL whatever is still there after `grace` seconds.
-
-    `proc`, the group's leader, is reaped while waiting: an unreaped (zombie) leader keeps the group
-    "alive", which made every stop wait the full grace time.
-    """
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if proc is not None:
-            proc.poll()
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.05)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def _pump(stream, log, lock: threading.Lock, keep: list[bytes] | None) -> None:

@@ -9,30 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.local_runner.errors import WorkflowError
-from pipelines.local_runner.process import terminate_group
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    import httpx
-
-    try:
-        return httpx.get(url + "/health", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+from shared.processes import NotReady, free_port, terminate_group, wait_http
 
 
 @contextmanager
@@ -70,16 +53,11 @@ def mlflow_server(
             env=dict(os.environ),
         )
     try:
-        deadline = time.monotonic() + timeout
-        while not _healthy(url):
-            if proc.poll() is not None:
-                raise WorkflowError(f"mlflow server exited with code {proc.returncode}; see {log_path}")
-            if time.monotonic() > deadline:
-                raise WorkflowError(
-                    f"mlflow server did not answer on {url} within {timeout:.0f}s; see {log_path}"
-                )
-            time.sleep(0.5)
+        try:
+            wait_http(f"{url}/health", timeout, alive=lambda: proc.poll() is None, poll_s=0.5)
+        except NotReady as exc:
+            raise WorkflowError(f"mlflow server: {exc}; see {log_path}") from None
         yield url
     finally:
-        terminate_group(proc.pid)
+        terminate_group(proc.pid, proc=proc)
         proc.wait()

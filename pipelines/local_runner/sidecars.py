@@ -11,8 +11,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from pipelines.local_runner.process import ProcessGroups, run_attempt, terminate_group
+from pipelines.local_runner.process import ProcessGroups, run_attempt
 from pipelines.local_runner.substitution import substitute
+from shared.processes import terminate_group
 
 
 def _argv(spec: dict, variables: dict[str, str], paths, where: str) -> list[str]:

@@ -16,6 +16,7 @@ from rich.console import Console
 from pipelines.local_runner.paths import task_folder
 from pipelines.local_runner.state import RunState
 from shared.results import atomic_write_text
+from shared.settings import DEFAULT_LOCAL_DIR
 
 MLFLOW_UI_URL = "http://127.0.0.1:5000"
 SMOKE_TEXTS = ["I love this!", "This makes me angry"]
@@ -75,7 +76,7 @@ def smoke_request(endpoint: str, timeout: float = 30.0) -> dict[str, Any]:
 
 def stop_command(local_dir: Path | None) -> str:
     """`make stop` for the default `.local`; otherwise the deploy step's stop with that folder."""
-    if local_dir is None or Path(local_dir).resolve() == Path(".local").resolve():
+    if local_dir is None or Path(local_dir).resolve() == DEFAULT_LOCAL_DIR.resolve():
         return "make stop"
     return f"EMOTION_LOCAL_DIR={local_dir} python -m steps.deploy stop"
 

@@ -54,7 +54,7 @@ class S3Server:
 def _stop_group(proc: subprocess.Popen) -> None:
     if proc.poll() is not None:
         return
-    terminate_group(proc.pid, grace=10)
+    terminate_group(proc.pid, grace=10, proc=proc)
     proc.wait(timeout=10)
 
 
