@@ -243,6 +243,7 @@ class S3PipelineData:
     """The data half of the pipeline, run through S3: registry on S3, fetched, tokenized."""
 
     registry: Path
+    source_dir: Path  # what the registry was built from
     dataset_dir: Path
     tokenized_dir: Path
     fetch_result: dict
@@ -284,6 +285,7 @@ def s3_pipeline_data(
     )  # fmt: skip
     return S3PipelineData(
         registry=registry,
+        source_dir=dataset_dir,
         dataset_dir=tmp / "dataset",
         tokenized_dir=tmp / "tokenized",
         fetch_result=read_result(tmp / "fetch-result"),
