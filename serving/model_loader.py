@@ -12,7 +12,10 @@ Weights are loaded from safetensors (`shared.model_package`); nothing is unpickl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import re
 import shutil
 import tempfile
@@ -27,6 +30,7 @@ log = logging.getLogger(__name__)
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
+TEMPERATURE_FILE = "temperature.json"
 LINEAGE_DATA_VERSION_TAGS = ("dvc_data_version", "data_version")
 
 
@@ -202,6 +206,61 @@ def _logged_model_uri(client, run, path: str) -> str | None:
         if model.source_run_id == run.info.run_id:  # its artifact location needs no tracking lookup
             return model.artifact_location.rstrip("/") + (f"/{rest}" if rest else "")
     return None
+
+
+def read_temperature(model_dir: Path) -> float:
+    """The calibration temperature in `temperature.json` (`{"temperature": T}`), 1.0 when absent.
+
+    Scores are `softmax(logits / T)`: the label never changes, only the confidence.
+    """
+    path = Path(model_dir) / TEMPERATURE_FILE
+    if not path.is_file():
+        return 1.0
+    try:
+        raw = json.loads(path.read_text())
+        value = float(raw["temperature"] if isinstance(raw, dict) else raw)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f'{path}: expected {{"temperature": <positive number>}} ({exc})') from None
+    if not math.isfinite(value) or value <= 0:
+        raise ModelLoadError(f"{path}: temperature must be a positive number, got {value}")
+    return value
+
+
+def fetch_serving_artifact(resolved: ResolvedModel, cache_dir: Path, tracking_uri: str | None) -> Path | None:
+    """The model version's serving artifact folder (downloaded once, cached), if register logged one.
+
+    A local model directory may carry one beside its weights, in `serving_artifact/`.
+    """
+    from serving.export import SERVING_ARTIFACT_PATH, SERVING_ARTIFACT_TAG
+
+    local = Path(resolved.model_dir) / SERVING_ARTIFACT_PATH
+    if local.is_dir():
+        return local
+    uri = resolved.lineage.get(SERVING_ARTIFACT_TAG)
+    if not uri:
+        return None
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    try:
+        return _download(uri, Path(cache_dir) / "serving_artifacts" / key, tracking_uri)
+    except Exception as exc:  # the weights are there: export at start-up instead of failing
+        log.warning("cannot download the serving artifact %s (%s): exporting at start-up", uri, exc)
+        return None
+
+
+def read_calibration_texts(path: Path | None, limit: int = 512) -> list[str]:
+    """Calibration texts for a start-up static int8 export: parquet column `text`, or one text a line."""
+    if path is None:
+        return []
+    from serving.export import calibration_sample
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        texts = pd.read_parquet(path, columns=["text"])["text"].astype(str).tolist()
+    else:
+        texts = [line for line in path.read_text().splitlines() if line.strip()]
+    return calibration_sample(texts, limit)
 
 
 def labels_of(model_dir: Path) -> dict[int, str]:
