@@ -123,3 +123,40 @@ def evaluate_serving_artifact(
         onnx_path=Path(artifact_dir) / ONNX_FILE,
     )
     return [backend.labels[int(i)] for i in predict_ids(backend, texts)]
+
+
+def read_training_texts(dataset_dir: Path) -> list[str]:
+    """Calibration texts from a dvc-fetch dataset dir: the train split, else validation (texts only)."""
+    import pandas as pd
+
+    for split in ("train", "validation"):
+        path = Path(dataset_dir) / f"{split}.parquet"
+        if path.is_file():
+            return pd.read_parquet(path, columns=["text"])["text"].astype(str).tolist()
+    return []
+
+
+def build_evaluate_and_log(
+    client, run_id: str, model_dir: Path, texts: list[str], dataset_dir: Path, *, kind: str | None = None
+) -> tuple[list[str], str]:
+    """For register: build the serving artifact once, predict `texts` with it, log it to `run_id`.
+
+    Returns the predicted label names (to score exactly what will be served) and the artifact's
+    URI, which register puts on the model version as `SERVING_ARTIFACT_TAG`.
+    """
+    import tempfile
+
+    from serving.settings import DEFAULT_BACKEND
+
+    kind = kind or DEFAULT_BACKEND
+    with tempfile.TemporaryDirectory(prefix="serving-artifact-") as tmp:
+        artifact = build_serving_artifact(
+            Path(model_dir),
+            Path(tmp) / SERVING_ARTIFACT_PATH,
+            kind=kind,
+            calibration_texts=read_training_texts(dataset_dir),
+        )
+        predicted = evaluate_serving_artifact(artifact, Path(model_dir), texts)
+        client.log_artifacts(run_id, str(artifact), SERVING_ARTIFACT_PATH)
+    log.info("serving artifact (%s) evaluated and logged to run %s", kind, run_id)
+    return predicted, f"runs:/{run_id}/{SERVING_ARTIFACT_PATH}"

@@ -69,14 +69,32 @@ def _evaluate_uri(model_uri: str, data: EvalData) -> EvalMetrics:
         return evaluate_model_dir(registry.download_model_dir(model_uri, Path(tmp)), data)
 
 
-def _challenger_metrics(client, existing, child_id: str, model_uri: str, data: EvalData, folder: str):
-    """The challenger's metrics on `data`: reused from an earlier run of this step, else computed."""
+def _evaluate_served(client, child_id: str, model_uri: str, data: EvalData, dataset_dir: Path):
+    """Build the serving artifact once, score *it* on `data`, log it to the child run (serving.export)."""
+    from serving.export import build_evaluate_and_log
+
+    logged: dict[str, str] = {}
+
+    def predict_served(model_dir: Path, texts: list[str]) -> list[str]:
+        predicted, logged["uri"] = build_evaluate_and_log(client, child_id, model_dir, texts, dataset_dir)
+        return predicted
+
+    with tempfile.TemporaryDirectory(prefix="register-model-") as tmp:
+        model_dir = registry.download_model_dir(model_uri, Path(tmp))
+        metrics = evaluate_model_dir(model_dir, data, predict=predict_served)
+    return metrics, logged["uri"]
+
+
+def _challenger_metrics(
+    client, existing, child_id: str, model_uri: str, data: EvalData, folder: str, dataset_dir
+):
+    """The challenger's metrics on `data` and its serving artifact: reused from an earlier run, else built."""
     cached = registry.cached_metrics(existing, data.data_hash)
     if cached is not None:
         log.info("reusing the evaluation of version %s on this data", existing.version)
-        return cached, existing.tags["evaluation_artifacts"]
-    metrics = _evaluate_uri(model_uri, data)
-    return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval")
+        return cached, existing.tags["evaluation_artifacts"], None
+    metrics, artifact_uri = _evaluate_served(client, child_id, model_uri, data, dataset_dir)
+    return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval"), artifact_uri
 
 
 def _gate(client, inp: RegisterInput, existing, challenger: EvalMetrics, data: EvalData, child_id, folder):
@@ -122,12 +140,18 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
     data = load_eval_split(inp.dataset_dir, limit=inp.eval_limit)
     folder = f"evaluation/{data.split}-{data.data_hash[:12]}"
     existing = registry.find_version_for(client, inp.model_name, parent_id, child_id)
-    challenger, eval_uri = _challenger_metrics(client, existing, child_id, source_uri, data, folder)
+    challenger, eval_uri, serving_uri = _challenger_metrics(
+        client, existing, child_id, source_uri, data, folder, inp.dataset_dir
+    )
     decision, champion, champ_metrics = _gate(client, inp, existing, challenger, data, child_id, folder)
     log.info("gate: %s", decision.reason)
 
     tags = version_tags(parent, child, settings, model_artifact_uri=source_uri)
     tags.update(evaluation_tags(challenger, eval_uri))
+    if serving_uri:
+        from serving.export import SERVING_ARTIFACT_TAG
+
+        tags[SERVING_ARTIFACT_TAG] = serving_uri
     if existing is None:
         existing = registry.create_version(client, inp.model_name, source_uri, tags)
     version = str(existing.version)

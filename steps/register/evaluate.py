@@ -147,8 +147,12 @@ def compute_metrics(data: EvalData, predicted: list[str]) -> EvalMetrics:
     )
 
 
-def evaluate_model_dir(model_dir: Path, data: EvalData) -> EvalMetrics:
-    """Check the model speaks the dataset's labels, then score it on the data."""
+def evaluate_model_dir(model_dir: Path, data: EvalData, predict=None) -> EvalMetrics:
+    """Check the model speaks the dataset's labels, then score it on the data.
+
+    `predict(model_dir, texts) -> label names` replaces the fp32 PyTorch predictions (register passes
+    the serving artifact's, so the evaluated artifact is the served one).
+    """
     from shared.model_package import read_labels
 
     model_labels = set(read_labels(Path(model_dir)).values())
@@ -157,7 +161,7 @@ def evaluate_model_dir(model_dir: Path, data: EvalData) -> EvalMetrics:
             f"model labels {sorted(model_labels)} do not match "
             f"the dataset's label_map {sorted(data.label_names)}"
         )
-    return compute_metrics(data, predict_label_names(model_dir, data.texts))
+    return compute_metrics(data, (predict or predict_label_names)(model_dir, data.texts))
 
 
 def plot_confusion_matrix(metrics: EvalMetrics, path: Path, title: str = "") -> Path:
