@@ -235,14 +235,19 @@ def single_request_p50(url: str, text: str, n: int = 100) -> float:
     return 1000 * statistics.median(times)
 
 
-def start_deployed(model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str]) -> tuple[int, Path]:
+def start_deployed(
+    model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str], workers: int | None = None
+) -> tuple[int, Path]:
     """Start our server exactly as the deploy step does (steps.deploy.local, deploy defaults)."""
     from steps.deploy.local import rollout_local
     from steps.deploy.schemas import DeployInput
     from steps.deploy.state import load_state
 
     state_dir = tmp / f"deploy-{port}"
-    rollout_local(DeployInput(model_uri=str(model_dir), port=port, serve_env=serve_env), state_dir, ROOT)
+    extra = {"workers": workers} if workers else {}
+    rollout_local(
+        DeployInput(model_uri=str(model_dir), port=port, serve_env=serve_env, **extra), state_dir, ROOT
+    )
     return load_state(state_dir).master_pid, state_dir
 
 
@@ -284,7 +289,7 @@ def bench(args: argparse.Namespace) -> dict:
             env = {"SERVE_CACHE_DIR": str(tmp / "cache"), "SERVE_LOG_LEVEL": "warning"}
             proc, state_dir = None, None
             if kind == "deploy":
-                pid, state_dir = start_deployed(model_dir, port, tmp, env)
+                pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, args.workers)
             else:
                 proc = start_server(kind, model_dir, port, tmp / "cache", args.threads)
                 pid = proc.pid
@@ -394,6 +399,10 @@ def main() -> None:
         help="also one `python -m serving` process per backend, after the others",
     )
     parser.add_argument("--threads", type=int, help="SERVE_THREADS for `--backend` servers")
+    parser.add_argument("--workers", type=int, help="deploy: Gunicorn workers (default: the deploy default)")
+    parser.add_argument(
+        "--serve-env", nargs="*", default=[], metavar="KEY=VALUE", help="deploy: extra SERVE_* settings"
+    )
     parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk", help="load generator")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
@@ -407,6 +416,7 @@ def main() -> None:
         uvicorn.run(baseline_app(args.model_dir), host="127.0.0.1", port=args.port, log_level="warning")
         return
     sys.path.insert(0, str(ROOT))
+    args.serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
     args.backends = list(BACKENDS) if "all" in args.backend else list(dict.fromkeys(args.backend))
     results = bench(args)
     print(markdown(results))

@@ -58,7 +58,9 @@ def test_tritonclient(live_server, reference, binary):
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_kserve_v2_rest_client(live_server, reference, binary):
-    from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
+    kserve = pytest.importorskip("kserve", reason="see pyproject.toml: kserve is installed with --no-deps")
+    InferenceRESTClient, InferInput = kserve.InferenceRESTClient, kserve.InferInput
+    InferRequest, RESTConfig = kserve.InferRequest, kserve.RESTConfig
 
     async def scenario():
         client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
