@@ -377,11 +377,76 @@ def fmt_load(load) -> str:
     return " / ".join(f"{x:.2f}" for x in load)
 
 
+def cold_start(args: argparse.Namespace) -> dict:
+    """Start-up until /ready, with an empty cache: exporting at start-up vs loading the serving artifact."""
+    import shutil
+
+    import httpx
+
+    out: dict = {"load_average_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = prepare_model(tmp, args.model_dir)
+        bare = tmp / "bare"
+        shutil.copytree(model_dir, bare, ignore=shutil.ignore_patterns("serving_artifact"))
+        calibration = tmp / "calibration.txt"
+        calibration.write_text("\n".join(load_texts(512)) + "\n")
+        for name, folder in (("export at start-up (before)", bare), ("serving artifact (after)", model_dir)):
+            port = free_port()
+            os.environ["SERVE_CALIBRATION_TEXTS"] = str(calibration)
+            started = time.perf_counter()
+            proc = start_server("ours:onnx-int8-static", folder, port, tmp / f"cache-{port}")
+            ready_s = time.perf_counter() - started
+            info = httpx.get(f"http://127.0.0.1:{port}/info").json()
+            stop_server(proc)
+            out[name] = {
+                "to_ready_s": ready_s,
+                "model_load_s": info["load_seconds"],
+                "source": info["serving_artifact"],
+            }
+            print(name, out[name], flush=True)
+    out["load_average_at_end"] = os.getloadavg()
+    return out
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """Where a request's CPU time goes: tokenization and forward pass per text, by batch size."""
+    from serving.onnx_backend import OnnxBackend
+
+    texts = load_texts(256)
+    out: dict = {"load_average_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = prepare_model(tmp, args.model_dir)
+        for kind in ("onnx-int8-static", "onnx", "onnx-int8"):
+            onnx_path = model_dir / "serving_artifact" / "model.onnx" if kind == "onnx-int8-static" else None
+            backend = OnnxBackend(
+                model_dir, kind=kind, cache_dir=tmp / "cache", threads=1, onnx_path=onnx_path
+            )
+            for batch in (1, 8, 32):
+                chunks = [texts[i : i + batch] for i in range(0, 128, batch)]
+                t_tok = t_inf = 0.0
+                for chunk in chunks:
+                    c0 = time.process_time()
+                    feeds = backend.prepare(chunk)
+                    c1 = time.process_time()
+                    backend.infer(feeds)
+                    c2 = time.process_time()
+                    t_tok, t_inf = t_tok + c1 - c0, t_inf + c2 - c1
+                row = {"tokenize_ms_per_text": 1000 * t_tok / 128, "infer_ms_per_text": 1000 * t_inf / 128}
+                out[f"{kind} batch {batch}"] = row
+                print(kind, batch, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    out["load_average_at_end"] = os.getloadavg()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "baseline-server"])
+    parser.add_argument(
+        "mode", nargs="?", default="bench", choices=["bench", "cold-start", "profile", "baseline-server"]
+    )
     parser.add_argument("--model-dir", help="a trained project-format model dir (default: build one)")
     parser.add_argument("--port", type=int, default=8101, help="baseline-server port")
     parser.add_argument(
@@ -418,6 +483,12 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     args.serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
     args.backends = list(BACKENDS) if "all" in args.backend else list(dict.fromkeys(args.backend))
+    if args.mode in ("cold-start", "profile"):
+        results = cold_start(args) if args.mode == "cold-start" else profile(args)
+        print(json.dumps(results, indent=2))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2))
+        return
     results = bench(args)
     print(markdown(results))
     if args.json_out:

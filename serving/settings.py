@@ -78,7 +78,7 @@ class ServeSettings(BaseSettings):
         ),
     )
     deadline_ms: float = Field(
-        default=400.0,
+        default=1000.0,
         ge=0,
         description="a request still waiting for its batch this long after it arrived gets 503 (0: none)",
     )
