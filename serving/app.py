@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from serving import mlflow_protocol, v2
 from serving.batching import BatcherClosed, DeadlineExceeded, Overloaded
 from serving.metrics import ServingMetrics
-from serving.middleware import BodyGuard, RequestMetrics
+from serving.middleware import AdmissionGuard, BodyGuard, RequestMetrics
 from serving.runtime import ModelRuntime, build_predictions
 from serving.schemas import (
     ErrorResponse,
@@ -202,6 +202,9 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     _add_mlflow_routes(app, runtime, settings)
     _add_v2_routes(app, runtime, settings)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes, json_paths=["/predict"])
+    app.add_middleware(
+        AdmissionGuard, runtime=runtime, paths=["/predict", "/invocations"], prefixes=["/v2/models/"]
+    )
     app.add_middleware(RequestMetrics, metrics=metrics, endpoints=ENDPOINTS)
     return app
 
