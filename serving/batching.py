@@ -7,10 +7,12 @@ would waste too much (`length_ratio`), so short texts do not pay for a long one'
 sub-batch is tokenized in a *preparation* thread and run in an *inference* thread: the next batch
 is tokenized while this one computes, and neither ever runs on the event loop.
 
-Overload: at most `max_queued_texts` texts wait at once; a request that would go past that is
-refused at once with `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a
-request still waiting `deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead
-of getting a late answer. Scores are exact per text (the backends are batch-invariant), so how
+Overload: at most `max_queued_texts` texts wait at once, and no more than the batcher expects to
+finish within `deadline_ms` (queued texts x the measured seconds per text, a moving average, so the
+bound shrinks by itself when the CPU is contended); a request that would go past either is refused
+at once with `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request
+still waiting `deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting
+a late answer. Scores are exact per text (the backends are batch-invariant), so how
 texts are grouped never changes an answer.
 """
 
@@ -101,6 +103,19 @@ class MicroBatcher:
         self._infer_pool: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task] = set()
+        self.seconds_per_text = 0.0  # moving average of a batch's wall time per text
+
+    def admits(self, n: int) -> bool:
+        """Whether `n` more texts fit: under the queue bound and, by the measured rate, the deadline.
+
+        An empty queue always admits (a request is never refused for its own size alone).
+        """
+        queued = self._queued_texts
+        if not queued:
+            return True
+        if self.max_queued_texts and queued + n > self.max_queued_texts:
+            return False
+        return not (self.deadline_s and (queued + n) * self.seconds_per_text > self.deadline_s)
 
     @property
     def queued_texts(self) -> int:
@@ -140,12 +155,12 @@ class MicroBatcher:
         if self._task is None or self._wakeup is None:
             raise BatcherClosed("batcher is not running")
         n = len(texts)
-        if self.max_queued_texts and self._queued_texts + n > self.max_queued_texts and self._queued_texts:
+        if not self.admits(n):
             if self._on_shed is not None:
                 self._on_shed("queue_full")
             raise Overloaded(
-                f"server is at capacity ({self._queued_texts} texts queued, limit {self.max_queued_texts}); "
-                "retry later",
+                f"server is at capacity ({self._queued_texts} texts queued, limit {self.max_queued_texts}, "
+                f"about {1000 * self._queued_texts * self.seconds_per_text:.0f} ms of work); retry later",
                 self.retry_after_s,
             )
         loop = asyncio.get_running_loop()
@@ -268,8 +283,13 @@ class MicroBatcher:
             for job, _, _ in group:
                 self._fail(job, exc)
             return
+        elapsed = time.perf_counter() - started
+        per_text = elapsed / len(texts)
+        self.seconds_per_text = (
+            per_text if not self.seconds_per_text else 0.8 * self.seconds_per_text + 0.2 * per_text
+        )
         if self._on_batch is not None:
-            self._on_batch(len(texts), time.perf_counter() - started)
+            self._on_batch(len(texts), elapsed)
         for row, (job, i, _) in enumerate(group):
             if job.failed or job.future.done():
                 continue

@@ -118,7 +118,7 @@ class RequestMetrics:
 
 
 class AdmissionGuard:
-    """Shed at the door: while the batcher's queue is at its bound, a scoring request gets 503 +
+    """Shed at the door: while the batcher admits nothing more, a scoring request gets 503 +
     Retry-After before its body is read or parsed, so refusing costs next to no CPU and an overloaded
     server spends its cores on the requests it admitted. (The batcher checks again on enqueue.)
 
@@ -137,8 +137,7 @@ class AdmissionGuard:
         if (
             batcher is not None
             and scope["method"] == "POST"
-            and batcher.max_queued_texts
-            and batcher.queued_texts >= batcher.max_queued_texts
+            and not batcher.admits(1)
             and (scope["path"] in self.paths or scope["path"].startswith(self.prefixes))
         ):
             self.runtime.metrics.observe_shed("queue_full")

@@ -78,9 +78,12 @@ class ServeSettings(BaseSettings):
         ),
     )
     deadline_ms: float = Field(
-        default=1000.0,
+        default=500.0,
         ge=0,
-        description="a request still waiting for its batch this long after it arrived gets 503 (0: none)",
+        description=(
+            "a request still waiting for its batch this long after it arrived gets 503; requests are "
+            "refused on arrival while the queue holds more than this much work at the measured rate (0: none)"
+        ),
     )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After seconds on a 503 for overload")
     length_ratio: float = Field(

@@ -82,6 +82,24 @@ def test_a_request_that_waited_past_its_deadline_fails_instead_of_answering_late
     assert shed.count("deadline") == len(late)
 
 
+def test_admission_also_refuses_more_work_than_the_deadline_allows_at_the_measured_rate():
+    async def scenario():
+        batcher = MicroBatcher(list, slow_infer(0.1), max_batch_size=1, max_wait_ms=0, deadline_ms=250)
+        batcher.start()
+        await batcher.predict(["warm-up"])  # measures ~0.1 s per text
+        results = await asyncio.gather(
+            *(batcher.predict([f"t{i}"]) for i in range(10)), return_exceptions=True
+        )
+        await batcher.stop()
+        return batcher.seconds_per_text, results
+
+    per_text, results = asyncio.run(scenario())
+    assert per_text >= 0.09
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert 5 <= len(refused) <= 8  # about 0.25 s / 0.1 s of work admitted behind the first
+    assert all(isinstance(r, np.ndarray | Overloaded | DeadlineExceeded) for r in results)
+
+
 def test_length_aware_batches_group_similar_lengths_and_keep_rows_in_order():
     batches: list[list[str]] = []
 
