@@ -71,3 +71,23 @@ def test_all_validation_texts_alone_vs_shuffled_batches_minilm(tmp_path):
     alone, batched = _alone_vs_shuffled(backend, _texts("validation"))
     assert (alone.argmax(axis=1) == batched.argmax(axis=1)).all()
     assert np.abs(alone - batched).max() <= TOLERANCE
+
+
+def test_a_temperature_in_the_model_dir_softens_scores_without_changing_labels(tiny_model_dir, tmp_path):
+    import json
+    import shutil
+
+    from serving.model_loader import ModelLoadError, read_temperature
+
+    warm = tmp_path / "warm"
+    shutil.copytree(tiny_model_dir, warm)
+    assert read_temperature(warm) == 1.0
+    texts = _texts("validation", 16)
+    plain = _backend(warm, "onnx", tmp_path / "plain", []).predict_proba(texts)
+    (warm / "temperature.json").write_text(json.dumps({"temperature": 3.0}))
+    soft = _backend(warm, "onnx", tmp_path / "soft", []).predict_proba(texts)
+    assert (plain.argmax(axis=1) == soft.argmax(axis=1)).all()
+    assert (soft.max(axis=1) <= plain.max(axis=1) + 1e-7).all()
+    (warm / "temperature.json").write_text('{"temperature": -1}')
+    with pytest.raises(ModelLoadError, match="positive"):
+        read_temperature(warm)
