@@ -231,7 +231,7 @@ def fetch_serving_artifact(resolved: ResolvedModel, cache_dir: Path, tracking_ur
 
     A local model directory may carry one beside its weights, in `serving_artifact/`.
     """
-    from serving.export import SERVING_ARTIFACT_PATH, SERVING_ARTIFACT_TAG
+    from serving.export import MANIFEST_FILE, SERVING_ARTIFACT_PATH, SERVING_ARTIFACT_TAG
 
     local = Path(resolved.model_dir) / SERVING_ARTIFACT_PATH
     if local.is_dir():
@@ -241,10 +241,13 @@ def fetch_serving_artifact(resolved: ResolvedModel, cache_dir: Path, tracking_ur
         return None
     key = hashlib.sha256(uri.encode()).hexdigest()[:16]
     try:
-        return _download(uri, Path(cache_dir) / "serving_artifacts" / key, tracking_uri)
+        local = _download(uri, Path(cache_dir) / "serving_artifacts" / key, tracking_uri)
     except Exception as exc:  # the weights are there: export at start-up instead of failing
         log.warning("cannot download the serving artifact %s (%s): exporting at start-up", uri, exc)
         return None
+    # MLflow downloads a folder as <dst>/<its name>
+    nested = [p for p in [local, *sorted(local.iterdir())] if (p / MANIFEST_FILE).is_file()]
+    return nested[0] if nested else local
 
 
 def read_calibration_texts(path: Path | None, limit: int = 512) -> list[str]:

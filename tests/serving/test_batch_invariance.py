@@ -91,3 +91,41 @@ def test_a_temperature_in_the_model_dir_softens_scores_without_changing_labels(t
     (warm / "temperature.json").write_text('{"temperature": -1}')
     with pytest.raises(ModelLoadError, match="positive"):
         read_temperature(warm)
+
+
+def test_the_server_loads_the_registered_artifact_instead_of_exporting(tiny_model_dir, tmp_path):
+    """A model with its serving artifact (register's) is served from it, with no calibration texts at hand;
+    the artifact is also found through the model version's tag (downloaded once into the cache)."""
+    import shutil
+
+    from fastapi.testclient import TestClient
+
+    from serving.app import create_app
+    from serving.export import SERVING_ARTIFACT_PATH, SERVING_ARTIFACT_TAG
+    from serving.model_loader import ResolvedModel, fetch_serving_artifact
+    from serving.settings import ServeSettings
+    from tests.serving.conftest import wait_ready
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    artifact = build_serving_artifact(
+        model, model / SERVING_ARTIFACT_PATH, kind=DEFAULT_BACKEND, calibration_texts=_texts("train", 64)
+    )
+    settings = ServeSettings(model_uri=str(model), cache_dir=tmp_path / "cache", threads=1)
+    with TestClient(create_app(settings, tracking_uri="unused")) as client:
+        wait_ready(client.get)
+        info = client.get("/info").json()
+    assert info["backend"] == DEFAULT_BACKEND and info["serving_artifact"] == str(artifact)
+    assert not (tmp_path / "cache" / "onnx").exists()  # nothing exported
+
+    resolved = ResolvedModel(
+        model_uri="models:/m/1",
+        model_dir=tiny_model_dir,
+        model_version="1",
+        lineage={SERVING_ARTIFACT_TAG: str(artifact)},
+    )
+    fetched = fetch_serving_artifact(resolved, tmp_path / "cache2", tracking_uri=None)
+    assert (
+        fetched is not None
+        and (fetched / "model.onnx").read_bytes() == (artifact / "model.onnx").read_bytes()
+    )
