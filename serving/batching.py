@@ -1,11 +1,19 @@
-"""Dynamic micro-batching: concurrent requests share one forward pass.
+"""Dynamic micro-batching with bounded admission, deadlines and length-aware batches.
 
-Requests put their texts on an asyncio queue and await a future. One collector task takes the
-first waiting request, then keeps taking more until the batch holds `max_batch_size` texts or
-`max_wait_ms` has passed since it started collecting, and hands the batch to a single worker
-thread (inference never runs on the event loop). While that thread computes, new requests queue
-up, so under load the next batch is already full when the thread is free again: throughput grows
-with concurrency while a lone request waits at most `max_wait_ms`.
+Requests put their texts on a queue and await a future. A collector task on the event loop takes
+the first waiting request, then more until the batch holds `max_batch_size` texts or `max_wait_ms`
+has passed. The batch's texts are sorted by length and cut into sub-batches wherever padding
+would waste too much (`length_ratio`), so short texts do not pay for a long one's padding. Each
+sub-batch is tokenized in a *preparation* thread and run in an *inference* thread: the next batch
+is tokenized while this one computes, and neither ever runs on the event loop.
+
+Overload: at most `max_queued_texts` texts wait at once, and no more than the batcher expects to
+finish within `deadline_ms` (queued texts x the measured seconds per text, a moving average, so the
+bound shrinks by itself when the CPU is contended); a request that would go past either is refused
+at once with `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request
+still waiting `deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting
+a late answer. Scores are exact per text (the backends are batch-invariant), so how
+texts are grouped never changes an answer.
 """
 
 from __future__ import annotations
@@ -13,15 +21,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
 
-PredictFn = Callable[[list[str]], np.ndarray]
+PrepareFn = Callable[[list[str]], Any]
+InferFn = Callable[[Any], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
 
@@ -29,39 +40,93 @@ class BatcherClosed(RuntimeError):
     """The batcher is stopped (server shutting down)."""
 
 
+class Overloaded(RuntimeError):
+    """Admitting the request would exceed the queue bound: answer 503 with Retry-After at once."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceeded(RuntimeError):
+    """The request waited longer than its deadline before its batch could start."""
+
+
 @dataclass
 class _Job:
     texts: list[str]
     future: asyncio.Future
+    deadline: float
+    probs: np.ndarray | None = None
+    remaining: int = 0
+    failed: bool = field(default=False)
 
 
 class MicroBatcher:
-    """Group concurrent `predict` calls into batches run by one worker thread."""
+    """Group concurrent `predict` calls into length-sorted batches, tokenized while the previous one runs."""
 
     def __init__(
         self,
-        predict_fn: PredictFn,
+        prepare_fn: PrepareFn,
+        infer_fn: InferFn,
         *,
         max_batch_size: int = 32,
         max_wait_ms: float = 2.0,
+        max_queued_texts: int = 0,
+        deadline_ms: float = 0.0,
+        retry_after_s: float = 1.0,
+        length_ratio: float = 1.5,
         on_batch: BatchObserver | None = None,
+        on_shed: Callable[[str], None] | None = None,
+        on_queue_depth: Callable[[int], None] | None = None,
         thread_initializer: Callable[[], None] | None = None,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
-        self._predict_fn = predict_fn
+        self._prepare_fn = prepare_fn
+        self._infer_fn = infer_fn
         self.max_batch_size = max_batch_size
         self.max_wait_s = max_wait_ms / 1000.0
+        self.max_queued_texts = max_queued_texts  # 0: unbounded
+        self.deadline_s = deadline_ms / 1000.0  # 0: none
+        self.retry_after_s = retry_after_s
+        self.length_ratio = length_ratio
         self._on_batch = on_batch
+        self._on_shed = on_shed
+        self._on_queue_depth = on_queue_depth
         self._thread_initializer = thread_initializer
-        self._queue: asyncio.Queue[_Job] | None = None
+        self._pending: deque[_Job] = deque()
+        self._queued_texts = 0
+        self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._prepare_pool: ThreadPoolExecutor | None = None
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._running: set[asyncio.Task] = set()
+        self.seconds_per_text = 0.0  # moving average of a batch's wall time per text
+
+    def admits(self, n: int) -> bool:
+        """Whether `n` more texts fit: under the queue bound and, by the measured rate, the deadline.
+
+        An empty queue always admits (a request is never refused for its own size alone).
+        """
+        queued = self._queued_texts
+        if not queued:
+            return True
+        if self.max_queued_texts and queued + n > self.max_queued_texts:
+            return False
+        return not (self.deadline_s and (queued + n) * self.seconds_per_text > self.deadline_s)
+
+    @property
+    def queued_texts(self) -> int:
+        return self._queued_texts
 
     def start(self) -> None:
         """Start the collector on the running event loop."""
-        self._queue = asyncio.Queue()
-        self._executor = ThreadPoolExecutor(
+        self._wakeup = asyncio.Event()
+        self._slots = asyncio.Semaphore(2)  # one sub-batch computing, the next one being tokenized
+        self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        self._infer_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="inference", initializer=self._thread_initializer
         )
         self._task = asyncio.get_running_loop().create_task(self._collect_forever(), name="micro-batcher")
@@ -75,87 +140,162 @@ class MicroBatcher:
             except asyncio.CancelledError:
                 pass
             self._task = None
-        while self._queue is not None and not self._queue.empty():
-            job = self._queue.get_nowait()
-            if not job.future.done():
-                job.future.set_exception(BatcherClosed("server is shutting down"))
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        for task in list(self._running):
+            task.cancel()
+        while self._pending:
+            self._fail(self._pending.popleft(), BatcherClosed("server is shutting down"))
+        self._set_depth(0)
+        for pool in (self._prepare_pool, self._infer_pool):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        self._prepare_pool = self._infer_pool = None
 
     async def predict(self, texts: list[str]) -> np.ndarray:
-        """Probabilities for `texts` (rows in order), computed in some batch with other requests."""
-        if self._task is None or self._queue is None:
+        """Probabilities for `texts` (rows in order); raises Overloaded or DeadlineExceeded under overload."""
+        if self._task is None or self._wakeup is None:
             raise BatcherClosed("batcher is not running")
-        future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(list(texts), future))
-        return await future
+        n = len(texts)
+        if not self.admits(n):
+            if self._on_shed is not None:
+                self._on_shed("queue_full")
+            raise Overloaded(
+                f"server is at capacity ({self._queued_texts} texts queued, limit {self.max_queued_texts}, "
+                f"about {1000 * self._queued_texts * self.seconds_per_text:.0f} ms of work); retry later",
+                self.retry_after_s,
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.deadline_s if self.deadline_s else float("inf")
+        job = _Job(list(texts), loop.create_future(), deadline, remaining=n)
+        self._pending.append(job)
+        self._set_depth(self._queued_texts + n)
+        self._wakeup.set()
+        try:
+            return await job.future
+        except DeadlineExceeded:
+            if self._on_shed is not None:
+                self._on_shed("deadline")
+            raise
+
+    def _set_depth(self, depth: int) -> None:
+        self._queued_texts = depth
+        if self._on_queue_depth is not None:
+            self._on_queue_depth(depth)
+
+    @staticmethod
+    def _fail(job: _Job, exc: BaseException) -> None:
+        job.failed = True
+        if not job.future.done():
+            job.future.set_exception(exc)
 
     async def _collect_forever(self) -> None:
-        carry: _Job | None = None
-        jobs: list[_Job] = []
-        try:
-            while True:
-                first = carry or await self._queue.get()
-                carry, jobs = None, [first]
-                carry = await self._collect_batch(jobs)
-                jobs = [j for j in jobs if not j.future.done()]  # a client that went away
-                if jobs:
-                    await self._run_batch(jobs)
-                jobs = []
-        finally:  # cancelled (shutdown): nobody may wait forever
-            for job in [*jobs, *([carry] if carry else [])]:
-                if not job.future.done():
-                    job.future.set_exception(BatcherClosed("server is shutting down"))
-
-    async def _collect_batch(self, jobs: list[_Job]) -> _Job | None:
-        """Append queued jobs to `jobs` until the batch is full or the wait is over.
-
-        Returns the job that did not fit, which starts the next batch.
-        """
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait_s
-        size = sum(len(j.texts) for j in jobs)
-        while size < self.max_batch_size:
+        while True:
+            while not self._pending:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            await self._slots.acquire()  # wait here, not holding texts: the queue keeps filling meanwhile
             try:
-                job = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    break
-                try:
-                    job = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if size + len(job.texts) > self.max_batch_size:
-                return job
-            jobs.append(job)
-            size += len(job.texts)
-        return None
+                jobs = await self._collect_batch(loop)
+            except BaseException:
+                self._slots.release()
+                raise
+            if not jobs:
+                self._slots.release()
+                continue
+            groups = self._length_groups(jobs)
+            # the first group takes the slot already held; the others wait for theirs in order
+            task = loop.create_task(self._run_groups(groups))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
 
-    async def _run_batch(self, jobs: list[_Job]) -> None:
-        texts = [t for job in jobs for t in job.texts]
+    async def _collect_batch(self, loop) -> list[_Job]:
+        """Take jobs off the queue until the batch is full or the wait is over; expired jobs fail."""
+        jobs: list[_Job] = []
+        size = 0
+        started = loop.time()
+        while True:
+            while self._pending and size < self.max_batch_size:
+                job = self._pending[0]
+                if jobs and size + len(job.texts) > self.max_batch_size:
+                    break
+                self._pending.popleft()
+                self._set_depth(self._queued_texts - len(job.texts))
+                if job.future.done():  # the client went away
+                    continue
+                if loop.time() > job.deadline:
+                    self._fail(job, DeadlineExceeded("request waited longer than its deadline"))
+                    continue
+                jobs.append(job)
+                size += len(job.texts)
+            remaining = started + self.max_wait_s - loop.time()
+            if size >= self.max_batch_size or remaining <= 0 or (self._pending and jobs):
+                return jobs
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                return jobs
+
+    def _length_groups(self, jobs: list[_Job]) -> list[list[tuple[_Job, int, str]]]:
+        """Texts by length, cut where one is over `length_ratio` x the group's shortest (+16 chars)."""
+        items = sorted(
+            ((job, i, text) for job in jobs for i, text in enumerate(job.texts)), key=lambda it: len(it[2])
+        )
+        groups: list[list[tuple[_Job, int, str]]] = []
+        current: list[tuple[_Job, int, str]] = []
+        for item in items:
+            if current and (
+                len(current) >= self.max_batch_size
+                or len(item[2]) > self.length_ratio * max(1, len(current[0][2])) + 16
+            ):
+                groups.append(current)
+                current = []
+            current.append(item)
+        if current:
+            groups.append(current)
+        return groups
+
+    async def _run_groups(self, groups: list[list[tuple[_Job, int, str]]]) -> None:
         loop = asyncio.get_running_loop()
+        for k, group in enumerate(groups):
+            if k:
+                await self._slots.acquire()
+            try:
+                await self._run_group(loop, group)
+            finally:
+                self._slots.release()
+
+    async def _run_group(self, loop, group: list[tuple[_Job, int, str]]) -> None:
+        group = [item for item in group if not item[0].failed and not item[0].future.done()]
+        if not group:
+            return
+        texts = [text for _, _, text in group]
         started = time.perf_counter()
         try:
-            probs = await loop.run_in_executor(self._executor, self._predict_chunked, texts)
+            feeds = await loop.run_in_executor(self._prepare_pool, self._prepare_fn, texts)
+            probs = await loop.run_in_executor(self._infer_pool, self._infer_fn, feeds)
+        except asyncio.CancelledError:
+            for job, _, _ in group:
+                self._fail(job, BatcherClosed("server is shutting down"))
+            raise
         except Exception as exc:  # deliver the failure to every waiting request, keep serving
             log.exception("inference failed for a batch of %d texts", len(texts))
-            for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+            for job, _, _ in group:
+                self._fail(job, exc)
             return
+        elapsed = time.perf_counter() - started
+        per_text = elapsed / len(texts)
+        self.seconds_per_text = (
+            per_text if not self.seconds_per_text else 0.8 * self.seconds_per_text + 0.2 * per_text
+        )
         if self._on_batch is not None:
-            self._on_batch(len(texts), time.perf_counter() - started)
-        offset = 0
-        for job in jobs:
-            n = len(job.texts)
-            if not job.future.done():
-                job.future.set_result(probs[offset : offset + n])
-            offset += n
-
-    def _predict_chunked(self, texts: list[str]) -> np.ndarray:
-        """Run in the worker thread; one request larger than a batch is split into batches."""
-        step = self.max_batch_size
-        parts = [self._predict_fn(texts[i : i + step]) for i in range(0, len(texts), step)]
-        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+            self._on_batch(len(texts), elapsed)
+        for row, (job, i, _) in enumerate(group):
+            if job.failed or job.future.done():
+                continue
+            if job.probs is None:
+                job.probs = np.empty((len(job.texts), probs.shape[1]), dtype=probs.dtype)
+            job.probs[i] = probs[row]
+            job.remaining -= 1
+            if job.remaining == 0:
+                job.future.set_result(job.probs)

@@ -115,3 +115,47 @@ class RequestMetrics:
             path = scope["path"]
             endpoint = path if path in self.endpoints else "other"
             self.metrics.observe_request(endpoint, scope["method"], status, time.perf_counter() - started)
+
+
+class AdmissionGuard:
+    """Shed at the door: while the batcher admits nothing more, a scoring request gets 503 +
+    Retry-After before its body is read or parsed, so refusing costs next to no CPU and an overloaded
+    server spends its cores on the requests it admitted. (The batcher checks again on enqueue.)
+
+    The body carries the error fields of all three protocols (`detail`, `error`, `error_code` +
+    `message`), since the route is not resolved yet.
+    """
+
+    def __init__(self, app, *, runtime, paths: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+        self.app = app
+        self.runtime = runtime
+        self.paths = frozenset(paths)
+        self.prefixes = tuple(prefixes)
+
+    async def __call__(self, scope, receive, send) -> None:
+        batcher = self.runtime.batcher if scope["type"] == "http" else None
+        if (
+            batcher is not None
+            and scope["method"] == "POST"
+            and not batcher.admits(1)
+            and (scope["path"] in self.paths or scope["path"].startswith(self.prefixes))
+        ):
+            self.runtime.metrics.observe_shed("queue_full")
+            message = f"server is at capacity ({batcher.queued_texts} texts queued); retry later"
+            body = json.dumps(
+                {
+                    "detail": message,
+                    "error": message,
+                    "error_code": "TEMPORARILY_UNAVAILABLE",
+                    "message": message,
+                }
+            ).encode()
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", f"{batcher.retry_after_s:g}".encode()),
+            ]
+            await send({"type": "http.response.start", "status": 503, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)

@@ -12,6 +12,7 @@ Weights are loaded from safetensors (`shared.model_package`); nothing is unpickl
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import shutil
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>[^/]+))/?$")
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
+TEMPERATURE_FILE = "temperature.json"
 LINEAGE_DATA_VERSION_TAGS = ("dvc_data_version", "data_version")
 
 
@@ -202,6 +204,60 @@ def _logged_model_uri(client, run, path: str) -> str | None:
         if model.source_run_id == run.info.run_id:  # its artifact location needs no tracking lookup
             return model.artifact_location.rstrip("/") + (f"/{rest}" if rest else "")
     return None
+
+
+def read_temperature(model_dir: Path) -> float:
+    """The calibration temperature stored with the model (1.0 without); a bad file fails the load.
+
+    Scores are `softmax(logits / T)`: the label never changes, only the confidence.
+    """
+    from shared.errors import StepError
+    from shared.model_package import read_temperature as read_stored_temperature
+
+    try:
+        return read_stored_temperature(model_dir)
+    except StepError as exc:
+        raise ModelLoadError(str(exc)) from None
+
+
+def fetch_serving_artifact(resolved: ResolvedModel, cache_dir: Path, tracking_uri: str | None) -> Path | None:
+    """The model version's serving artifact folder (downloaded once, cached), if register logged one.
+
+    A local model directory may carry one beside its weights, in `serving_artifact/`.
+    """
+    from serving.export import MANIFEST_FILE, SERVING_ARTIFACT_PATH, SERVING_ARTIFACT_TAG
+
+    local = Path(resolved.model_dir) / SERVING_ARTIFACT_PATH
+    if local.is_dir():
+        return local
+    uri = resolved.lineage.get(SERVING_ARTIFACT_TAG)
+    if not uri:
+        return None
+    key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    try:
+        local = _download(uri, Path(cache_dir) / "serving_artifacts" / key, tracking_uri)
+    except Exception as exc:  # the weights are there: export at start-up instead of failing
+        log.warning("cannot download the serving artifact %s (%s): exporting at start-up", uri, exc)
+        return None
+    # MLflow downloads a folder as <dst>/<its name>
+    nested = [p for p in [local, *sorted(local.iterdir())] if (p / MANIFEST_FILE).is_file()]
+    return nested[0] if nested else local
+
+
+def read_calibration_texts(path: Path | None, limit: int = 512) -> list[str]:
+    """Calibration texts for a start-up static int8 export: parquet column `text`, or one text a line."""
+    if path is None:
+        return []
+    from serving.export import calibration_sample
+
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        texts = pd.read_parquet(path, columns=["text"])["text"].astype(str).tolist()
+    else:
+        texts = [line for line in path.read_text().splitlines() if line.strip()]
+    return calibration_sample(texts, limit)
 
 
 def labels_of(model_dir: Path) -> dict[int, str]:

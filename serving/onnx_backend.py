@@ -1,8 +1,13 @@
 """ONNX Runtime backend: the model directory exported to ONNX once, optionally int8-quantized.
 
-`onnx` runs the exported fp32 graph; `onnx-int8` runs it after dynamic int8 quantization
-(`onnxruntime.quantization.quantize_dynamic`: per-channel QInt8 weights, activations quantized
-per forward pass).
+`onnx` runs the exported fp32 graph; `onnx-int8-static` (the default) runs it after static int8
+quantization calibrated on training texts (`quantize_static`, QDQ: per-channel QInt8 weights, one
+fixed activation scale per tensor), so a text's scores do not depend on its batch-mates;
+`onnx-int8` runs it after dynamic int8 quantization (activation scales picked per forward pass:
+faster to build, but batch-dependent, see docs/benchmarks.md).
+
+A model registered with a prebuilt serving artifact (`serving.export`) is loaded from it; the
+export below is the fall-back for models registered before that (built at start-up, cached).
 
 The export is cached under `<cache_dir>/onnx/<key>.onnx`, where the key is a content hash of
 `model.safetensors` + `config.json` + the backend kind (+ an export format version), so a new model
@@ -27,7 +32,8 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-ONNX_KINDS = ("onnx", "onnx-int8")
+ONNX_KINDS = ("onnx", "onnx-int8", "onnx-int8-static")
+ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 OPSET = 17
 EXPORT_FORMAT_VERSION = "1"  # bump when the export/quantization recipe changes
 _HASHED_FILES = ("model.safetensors", "config.json")
@@ -139,7 +145,94 @@ def quantize_int8(fp32_path: Path, out_path: Path) -> None:
     )
 
 
-def ensure_onnx_model(model_dir: Path, kind: str, cache_dir: Path) -> Path:
+def quantize_int8_static(
+    fp32_path: Path, out_path: Path, tokenizer, calibration_texts: list[str], max_tokens: int = 128
+) -> None:
+    """Static int8 quantization (QDQ) of an fp32 graph, calibrated on `calibration_texts`.
+
+    Same weight recipe as `quantize_int8` (per-channel QInt8, weight matmuls only); activation
+    scales are fixed from the calibration texts' min/max, so every text is computed with the
+    same scales whatever else is in its batch: batch-invariant, and exact to float rounding.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if not calibration_texts:
+        raise ValueError("static int8 quantization needs calibration texts")
+    chunks = [calibration_texts[i : i + 16] for i in range(0, len(calibration_texts), 16)]
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._chunks = iter(chunks)
+
+        def get_next(self):
+            texts = next(self._chunks, None)
+            return None if texts is None else tokenize(tokenizer, texts, max_tokens, ONNX_INPUTS)
+
+    quantize_static(
+        str(fp32_path),
+        str(out_path),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        op_types_to_quantize=["MatMul"],
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"MatMulConstBOnly": True},
+    )
+
+
+def tokenize(tokenizer, texts: list[str], max_tokens: int, input_names) -> dict[str, np.ndarray]:
+    """The graph's int64 feeds for `texts`, padded to the longest one."""
+    enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="np")
+    return {name: np.asarray(enc[name], dtype=np.int64) for name in input_names if name in enc}
+
+
+def build_onnx(
+    model_dir: Path,
+    kind: str,
+    out_path: Path,
+    *,
+    fp32_path: Path | None = None,
+    calibration_texts: list[str] | None = None,
+    max_tokens: int = 128,
+) -> Path:
+    """Write the `kind` graph of `model_dir` to `out_path` (atomically); `fp32_path` reuses an export."""
+    if kind not in ONNX_KINDS:
+        raise ValueError(f"unknown ONNX backend {kind!r}; available: {', '.join(ONNX_KINDS)}")
+    if kind == "onnx":
+        return _write_atomically(out_path, lambda tmp: export_onnx(model_dir, tmp))
+    if fp32_path is None:
+        with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
+            fp32 = build_onnx(model_dir, "onnx", Path(tmp) / "fp32.onnx")
+            return build_onnx(
+                model_dir,
+                kind,
+                out_path,
+                fp32_path=fp32,
+                calibration_texts=calibration_texts,
+                max_tokens=max_tokens,
+            )
+    if kind == "onnx-int8":
+        return _write_atomically(out_path, lambda tmp: quantize_int8(fp32_path, tmp))
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    return _write_atomically(
+        out_path,
+        lambda tmp: quantize_int8_static(fp32_path, tmp, tokenizer, calibration_texts or [], max_tokens),
+    )
+
+
+def ensure_onnx_model(
+    model_dir: Path, kind: str, cache_dir: Path, calibration_texts: list[str] | None = None
+) -> Path:
     """The cached ONNX graph for `model_dir` and `kind`, exported (and quantized) if not there yet."""
     if kind not in ONNX_KINDS:
         raise ValueError(f"unknown ONNX backend {kind!r}; available: {', '.join(ONNX_KINDS)}")
@@ -152,18 +245,18 @@ def ensure_onnx_model(model_dir: Path, kind: str, cache_dir: Path) -> Path:
     with _export_lock(target):
         if target.is_file():  # another worker finished it while we waited
             return target
-        if kind == "onnx":
-            log.info("exporting %s to ONNX (%s)", model_dir, target)
-            _write_atomically(target, lambda tmp: export_onnx(model_dir, tmp))
-        else:
-            fp32 = ensure_onnx_model(model_dir, "onnx", cache_dir)
-            log.info("quantizing %s to int8 (%s)", fp32, target)
-            _write_atomically(target, lambda tmp: quantize_int8(fp32, tmp))
+        fp32 = None if kind == "onnx" else ensure_onnx_model(model_dir, "onnx", cache_dir)
+        log.info("building the %s graph of %s (%s)", kind, model_dir, target)
+        build_onnx(model_dir, kind, target, fp32_path=fp32, calibration_texts=calibration_texts)
     return target
 
 
 def session_options(threads: int):
-    """Intra-op threads as configured (0: onnxruntime's default), one inter-op thread, all optimizations."""
+    """Intra-op threads as configured (0: onnxruntime's default), one inter-op thread, all optimizations.
+
+    The intra-op threads do not spin while waiting for work: on a box where the event loop, the
+    tokenizer thread and other workers share the cores, spinning threads steal the CPU they need.
+    """
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -172,11 +265,23 @@ def session_options(threads: int):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities from logits, row by row (a calibration temperature divides the logits)."""
+    logits = logits.astype(np.float32, copy=False) / np.float32(temperature)
+    exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 class OnnxBackend:
-    """The model directory run by ONNX Runtime on CPU (fp32 or dynamically int8-quantized)."""
+    """An ONNX graph of the model directory run by ONNX Runtime on CPU.
+
+    `prepare` (tokenize) and `infer` (the graph + softmax) are separate so the batcher can
+    tokenize the next batch while this one runs; `predict_proba` does both.
+    """
 
     def __init__(
         self,
@@ -186,18 +291,21 @@ class OnnxBackend:
         cache_dir: Path,
         max_tokens: int = 128,
         threads: int = 1,
+        onnx_path: Path | None = None,
+        calibration_texts: list[str] | None = None,
     ) -> None:
         import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        from shared.model_package import read_labels, read_temperature
+        from serving.model_loader import read_temperature
+        from shared.model_package import read_labels
 
         model_dir = Path(model_dir)
         self.kind = kind
         self.labels = read_labels(model_dir)
         self.temperature = read_temperature(model_dir)  # calibration (temperature.json; 1.0 without)
         self.max_tokens = max_tokens
-        self.model_path = ensure_onnx_model(model_dir, kind, cache_dir)
+        self.model_path = onnx_path or ensure_onnx_model(model_dir, kind, cache_dir, calibration_texts)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.session = ort.InferenceSession(
             str(self.model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
@@ -207,12 +315,12 @@ class OnnxBackend:
         if isinstance(n_out, int) and n_out != len(self.labels):
             raise ValueError(f"model has {n_out} outputs but labels.json names {len(self.labels)} labels")
 
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        enc = self.tokenizer(
-            texts, padding="longest", truncation=True, max_length=self.max_tokens, return_tensors="np"
-        )
-        feeds = {name: np.asarray(enc[name], dtype=np.int64) for name in self.input_names}
+    def prepare(self, texts: list[str]) -> dict[str, np.ndarray]:
+        return tokenize(self.tokenizer, texts, self.max_tokens, self.input_names)
+
+    def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (logits,) = self.session.run(["logits"], feeds)
-        logits = logits.astype(np.float32, copy=False) / np.float32(self.temperature)
-        exp = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return exp / exp.sum(axis=-1, keepdims=True)
+        return softmax(logits, self.temperature)
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.infer(self.prepare(texts))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -17,8 +18,15 @@ import numpy as np
 
 from serving.backends import Backend, load_backend, set_threads
 from serving.batching import MicroBatcher
+from serving.export import find_serving_artifact
 from serving.metrics import ServingMetrics
-from serving.model_loader import ResolvedModel, describe, resolve_model
+from serving.model_loader import (
+    ResolvedModel,
+    describe,
+    fetch_serving_artifact,
+    read_calibration_texts,
+    resolve_model,
+)
 from serving.settings import ServeSettings
 
 log = logging.getLogger(__name__)
@@ -40,6 +48,9 @@ class ModelRuntime:
     backend: Backend | None = None
     batcher: MicroBatcher | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    backend_kind: str = ""
+    artifact_source: str | None = None
+    load_seconds: float = 0.0
 
     @property
     def ready(self) -> bool:
@@ -52,12 +63,22 @@ class ModelRuntime:
     async def load(self) -> None:
         """Load and warm up the model; never raises (a failure is recorded as the state)."""
         try:
+            started = time.perf_counter()
             resolved, backend = await asyncio.to_thread(self._load_blocking)
+            self.load_seconds = time.perf_counter() - started
+            st = self.settings
             batcher = MicroBatcher(
-                backend.predict_proba,
-                max_batch_size=self.settings.max_batch_size,
-                max_wait_ms=self.settings.max_wait_ms,
+                backend.prepare,
+                backend.infer,
+                max_batch_size=st.max_batch_size,
+                max_wait_ms=st.max_wait_ms,
+                max_queued_texts=st.max_queued_texts,
+                deadline_ms=st.deadline_ms,
+                retry_after_s=st.retry_after_s,
+                length_ratio=st.length_ratio,
                 on_batch=self.metrics.observe_batch,
+                on_shed=self.metrics.observe_shed,
+                on_queue_depth=self.metrics.queue_depth.set,
                 thread_initializer=(
                     partial(set_threads, self.settings.threads) if self.settings.backend == "torch" else None
                 ),
@@ -74,23 +95,42 @@ class ModelRuntime:
             await self.close()
             return
         self.resolved, self.backend = resolved, backend
-        self.info = describe(resolved, backend.labels) | {"backend": self.settings.backend}
-        self.metrics.set_model(
-            resolved.model_uri, resolved.model_version, resolved.run_id, self.settings.backend
-        )
+        self.info = describe(resolved, backend.labels) | {
+            "backend": self.backend_kind,
+            "serving_artifact": self.artifact_source,
+            "load_seconds": round(self.load_seconds, 3),
+        }
+        self.metrics.set_model(resolved.model_uri, resolved.model_version, resolved.run_id, self.backend_kind)
         self.status, self.reason = "ready", None
         log.info(
             "serving %s (version %s) from %s", resolved.model_uri, resolved.model_version, resolved.model_dir
         )
 
     def _load_blocking(self) -> tuple[ResolvedModel, Backend]:
-        resolved = resolve_model(self.settings.model_uri, self.settings.cache_dir, self.tracking_uri)
+        st = self.settings
+        resolved = resolve_model(st.model_uri, st.cache_dir, self.tracking_uri)
+        kind, onnx_path, calibration = st.backend, None, None
+        if kind != "torch":
+            artifact_dir = fetch_serving_artifact(resolved, st.cache_dir, self.tracking_uri)
+            onnx_path = find_serving_artifact(artifact_dir, resolved.model_dir, kind)
+            self.artifact_source = str(artifact_dir) if onnx_path else "exported at start-up"
+            if onnx_path is None and kind == "onnx-int8-static":
+                calibration = read_calibration_texts(st.calibration_texts)
+                if not calibration:
+                    log.warning(
+                        "no serving artifact and no SERVE_CALIBRATION_TEXTS for a static int8 export: "
+                        "serving the exact fp32 onnx graph instead"
+                    )
+                    kind = "onnx"
+        self.backend_kind = kind
         backend = load_backend(
-            self.settings.backend,
+            kind,
             resolved.model_dir,
-            self.settings.max_tokens,
-            cache_dir=self.settings.cache_dir,
-            threads=self.settings.threads,
+            st.max_tokens,
+            cache_dir=st.cache_dir,
+            threads=st.threads,
+            onnx_path=onnx_path,
+            calibration_texts=calibration,
         )
         return resolved, backend
 

@@ -72,7 +72,14 @@ class ModelInfo(BaseModel):
     labels: dict[str, str]
     data_version: str | None
     lineage: dict[str, str]
-    backend: str
+    backend: str = Field(
+        description="the backend actually serving (onnx when a static export had no calibration texts)"
+    )
+    serving_artifact: str | None = Field(
+        default=None,
+        description="where the ONNX graph came from: the registered artifact, or exported at start-up",
+    )
+    load_seconds: float | None = Field(default=None, description="model resolve + load time at start-up")
 
 
 class ErrorResponse(BaseModel):

@@ -17,7 +17,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/emotion-classifier@champion"
-DEFAULT_BACKEND = "onnx-int8"
+DEFAULT_BACKEND = "onnx-int8-static"
 
 
 class ServeSettings(BaseSettings):
@@ -51,15 +51,45 @@ class ServeSettings(BaseSettings):
         ge=0,
         description="intra-op threads of the inference thread, torch or onnxruntime (0: library default)",
     )
-    backend: Literal["torch", "onnx", "onnx-int8"] = Field(
+    backend: Literal["torch", "onnx", "onnx-int8-static", "onnx-int8"] = Field(
         default=DEFAULT_BACKEND,
         description=(
-            "inference backend: torch (PyTorch, safetensors), onnx (ONNX Runtime, fp32 export) or onnx-int8 "
-            "(ONNX Runtime, dynamic int8 quantization). ONNX graphs are exported once per model content "
-            "and cached under cache_dir/onnx. Default onnx-int8: on the 2-core CPU box it is ~4x faster "
-            "than torch per forward pass, for a validation accuracy change under 1 point "
-            "(docs/benchmarks.md, Serving)"
+            "inference backend: torch (PyTorch, safetensors), onnx (ONNX Runtime, fp32), onnx-int8-static "
+            "(int8, activation scales calibrated on training texts: a text's scores do not depend on its "
+            "batch-mates) or onnx-int8 (dynamic int8: batch-dependent scores). The ONNX graph comes from "
+            "the model version's serving artifact (built and evaluated by register) or, for models "
+            "registered without one, is exported at start-up and cached under cache_dir/onnx"
         ),
+    )
+    calibration_texts: Path | None = Field(
+        default=None,
+        description=(
+            "start-up export of onnx-int8-static for a model without a serving artifact: a parquet file "
+            "(column `text`) or a text file (one per line) to calibrate on; without it such a model is "
+            "served with the exact fp32 onnx graph instead"
+        ),
+    )
+    max_queued_texts: int = Field(
+        default=64,
+        ge=0,
+        description=(
+            "admission bound per worker: texts waiting for a batch; a request past it gets 503 + "
+            "Retry-After at once (0: unbounded)"
+        ),
+    )
+    deadline_ms: float = Field(
+        default=500.0,
+        ge=0,
+        description=(
+            "a request still waiting for its batch this long after it arrived gets 503; requests are "
+            "refused on arrival while the queue holds more than this much work at the measured rate (0: none)"
+        ),
+    )
+    retry_after_s: int = Field(default=1, ge=0, description="Retry-After seconds on a 503 for overload")
+    length_ratio: float = Field(
+        default=1.5,
+        ge=1.0,
+        description="length-aware batching: cut a batch where a text is this many times its shortest",
     )
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("EMOTION_LOCAL_DIR", ".local")) / "cache" / "serving",

@@ -8,12 +8,13 @@ from serving.settings import ServeSettings
 
 
 class RequestProblem(Exception):
-    """Client input the server refuses; becomes a 4xx response with `message` as its detail."""
+    """A request the server refuses: 4xx for its input, 503 (+ Retry-After) when not ready or overloaded."""
 
-    def __init__(self, status_code: int, message: str) -> None:
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status_code = status_code
         self.message = message
+        self.headers = headers
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,22 @@ keeps its listening socket (no connection is refused), starts new Uvicorn worker
 environment (`SERVE_MODEL_URI`, ...), and stops the old workers gracefully, so requests they
 are answering finish first (up to `graceful_timeout`). A new worker accepts connections only
 once the app's lifespan startup (model load) has finished.
+
+Metrics: every worker writes its Prometheus samples to a directory beside the config
+(`PROMETHEUS_MULTIPROC_DIR`, emptied when the master starts; a worker's live gauges are dropped
+when it exits), so `/metrics` on any worker reports the whole server (serving/metrics.py).
 """
 
 import json
 import os
 from pathlib import Path
 
-_config = json.loads(Path(os.environ["EMOTION_SERVE_CONFIG"]).read_text())
+_config_path = Path(os.environ["EMOTION_SERVE_CONFIG"])
+_config = json.loads(_config_path.read_text())
+# Set before any worker imports prometheus_client (it picks its value store at import time); the
+# path is per config file, so a candidate instance never mixes its samples with the live server's.
+_metrics_dir = _config_path.with_name(f".prometheus-{_config_path.stem}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = [_config["bind"]]
 workers = int(_config["workers"])
@@ -30,8 +39,20 @@ preload_app = False  # each worker imports the app and loads the model named by 
 
 
 def on_starting(server):
-    """Import the heavy libraries once in the master, so each forked worker starts faster."""
+    """Empty the metrics directory (a fresh server starts from zero); import the heavy libraries once
+    in the master, so each forked worker starts faster."""
+    import shutil
+
+    shutil.rmtree(_metrics_dir, ignore_errors=True)
+    _metrics_dir.mkdir(parents=True, exist_ok=True)
     import fastapi  # noqa: F401
     import mlflow  # noqa: F401
     import torch  # noqa: F401
     import transformers  # noqa: F401
+
+
+def child_exit(server, worker):
+    """Drop the exited worker's live gauges (queue depth, model ready); its counters stay counted."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(_metrics_dir))

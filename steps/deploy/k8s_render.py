@@ -40,7 +40,19 @@ def labels(spec: K8sSpec) -> dict[str, str]:
     return {"app.kubernetes.io/name": "emotion-serving", "app.kubernetes.io/instance": spec.name}
 
 
+def cpu_cores(quantity: str) -> int:
+    """Whole cores in a Kubernetes CPU quantity ("2", "1500m", "0.5"), at least 1."""
+    value = float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    return max(1, int(value))
+
+
 def _container(spec: K8sSpec) -> dict:
+    # inference threads = the cores the limit gives the pod (serving/settings.py: SERVE_THREADS)
+    threads = (
+        []
+        if "SERVE_THREADS" in spec.env
+        else [{"name": "SERVE_THREADS", "value": str(cpu_cores(spec.cpu_limit))}]
+    )
     env = [
         {"name": "SERVE_MODEL_URI", "value": spec.model_uri},
         {"name": "SERVE_HOST", "value": "0.0.0.0"},
@@ -49,6 +61,7 @@ def _container(spec: K8sSpec) -> dict:
         {"name": "HF_HOME", "value": "/cache/huggingface"},
         {"name": "HOME", "value": "/tmp"},
         {"name": "TMPDIR", "value": "/tmp"},
+        *threads,
         *({"name": k, "value": v} for k, v in sorted(spec.env.items())),
     ]
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

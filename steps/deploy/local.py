@@ -47,8 +47,16 @@ CANDIDATE_CONFIG_FILE = "candidate.json"
 CANDIDATE_LOG_FILE = "candidate.log"
 
 
+def serve_threads(workers: int, cores: int | None = None) -> int:
+    """Inference threads per worker so that the workers together use every core given to the server."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, workers))
+
+
 def _server_env(inp: DeployInput, host: str, port: int) -> dict[str, str]:
     return {
+        "SERVE_THREADS": str(serve_threads(inp.workers)),  # an explicit SERVE_THREADS wins
         **inp.serve_env,
         "SERVE_MODEL_URI": inp.model_uri,
         "SERVE_HOST": host,

@@ -32,17 +32,37 @@ def _evaluate_uri(model_uri: str, data: EvalData, progress: Progress = NO_PROGRE
         return evaluate_model_dir(registry.download_model_dir(model_uri, Path(tmp)), data, progress.advance)
 
 
-def _challenger_metrics(
-    client, existing, child_id: str, model_uri: str, data: EvalData, folder: str, progress
+def _evaluate_served(
+    client, child_id: str, model_uri: str, data: EvalData, dataset_dir: Path, progress: Progress = NO_PROGRESS
 ):
-    """The challenger's metrics on `data`: reused from an earlier run of this step, else computed."""
+    """Build the serving artifact once, score *it* on `data`, log it to the child run (serving.export)."""
+    from serving.export import build_evaluate_and_log
+
+    logged: dict[str, str] = {}
+
+    def predict_served(model_dir: Path, texts: list[str]) -> list[str]:
+        progress.status(f"building and evaluating the serving artifact of {model_uri}")
+        predicted, logged["uri"] = build_evaluate_and_log(client, child_id, model_dir, texts, dataset_dir)
+        return predicted
+
+    progress.set_total(progress.total + len(data.texts))
+    with tempfile.TemporaryDirectory(prefix="register-model-") as tmp:
+        model_dir = registry.download_model_dir(model_uri, Path(tmp))
+        metrics = evaluate_model_dir(model_dir, data, progress.advance, predict=predict_served)
+    return metrics, logged["uri"]
+
+
+def _challenger_metrics(
+    client, existing, child_id: str, model_uri: str, data: EvalData, folder: str, dataset_dir, progress
+):
+    """The challenger's metrics on `data` and its serving artifact: reused from an earlier run, else built."""
     cached = registry.cached_metrics(existing, data.data_hash)
     if cached is not None:
         log.info("reusing the evaluation of version %s on this data", existing.version)
-        return cached, existing.tags["evaluation_artifacts"]
+        return cached, existing.tags["evaluation_artifacts"], None
     progress.status(f"evaluating the challenger {model_uri} on {data.split} ({len(data.texts)} rows)")
-    metrics = _evaluate_uri(model_uri, data, progress)
-    return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval")
+    metrics, artifact_uri = _evaluate_served(client, child_id, model_uri, data, dataset_dir, progress)
+    return metrics, registry.log_evaluation(client, child_id, metrics, folder, "eval"), artifact_uri
 
 
 def _scores(metrics: EvalMetrics) -> dict[str, float]:
@@ -103,7 +123,9 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     data = load_eval_split(inp.dataset_dir, limit=inp.eval_limit)
     folder = f"evaluation/{data.split}-{data.data_hash[:12]}"
     existing = registry.find_version_for(client, inp.model_name, parent_id, child_id)
-    challenger, eval_uri = _challenger_metrics(client, existing, child_id, source_uri, data, folder, progress)
+    challenger, eval_uri, serving_uri = _challenger_metrics(
+        client, existing, child_id, source_uri, data, folder, inp.dataset_dir, progress
+    )
     decision, champion, champ_metrics = _gate(
         client, inp, existing, challenger, data, child_id, folder, progress
     )
@@ -113,6 +135,10 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     record = decision_record(decision, challenger, champ_metrics, champion_version=champion_version)
     tags = version_tags(parent, child, settings, model_artifact_uri=source_uri)
     tags.update(evaluation_tags(challenger, eval_uri))
+    if serving_uri:
+        from serving.export import SERVING_ARTIFACT_TAG
+
+        tags[SERVING_ARTIFACT_TAG] = serving_uri
     if existing is None:
         existing = registry.create_version(client, inp.model_name, source_uri, tags)
     version = str(existing.version)

@@ -189,10 +189,15 @@ def compute_metrics(
 
 
 def evaluate_model_dir(
-    model_dir: Path, data: EvalData, on_rows: Callable[[int], None] | None = None
+    model_dir: Path, data: EvalData, on_rows: Callable[[int], None] | None = None, predict=None
 ) -> EvalMetrics:
     """Check the model speaks the dataset's labels, then score it on the data: predictions, and
-    the calibration of its confidences with the temperature stored with it."""
+    the calibration of its confidences with the temperature stored with it.
+
+    `predict(model_dir, texts) -> label names` replaces the fp32 PyTorch predictions (register passes
+    the serving artifact's, so the evaluated artifact is the served one); the calibration figures
+    come from the model's fp32 logits either way.
+    """
     import numpy as np
 
     from shared.model_package import read_labels, read_temperature
@@ -205,7 +210,10 @@ def evaluate_model_dir(
         )
     temperature = read_temperature(Path(model_dir))
     logits, labels = predict_logits(model_dir, data.texts, on_rows=on_rows)
-    predicted = [labels[int(i)] for i in logits.argmax(axis=-1)]
+    if predict is None:
+        predicted = [labels[int(i)] for i in logits.argmax(axis=-1)]
+    else:
+        predicted = predict(model_dir, data.texts)
     model_id = {name: i for i, name in labels.items()}
     gold_ids = np.array([model_id[name] for name in data.labels], dtype=np.int64)
     return compute_metrics(data, predicted, calibration_metrics(logits, gold_ids, temperature))

@@ -28,8 +28,28 @@ def wait_ready(get, timeout: float = 60.0):
         time.sleep(0.05)
 
 
+CALIBRATION_TEXTS = [
+    "i feel so happy today",
+    "this makes me really angry and i do not know why",
+    "i am scared of what might happen tomorrow",
+    "what a surprise to see you here after all these years",
+    "i miss you so much it hurts",
+    "i love the way the morning light falls on the kitchen table",
+    "ok",
+    "i have been feeling rather anxious about the exam tomorrow and i cannot sleep at all tonight",
+]
+
+
 def make_settings(model_dir: Path, tmp_path: Path, **overrides) -> ServeSettings:
-    values = {"model_uri": str(model_dir), "cache_dir": tmp_path / "cache", "threads": 1} | overrides
+    """Settings for the tiny model; calibration texts let the default (static int8) backend be built."""
+    calibration = tmp_path / "calibration.txt"
+    calibration.write_text("\n".join(CALIBRATION_TEXTS) + "\n")
+    values = {
+        "model_uri": str(model_dir),
+        "cache_dir": tmp_path / "cache",
+        "threads": 1,
+        "calibration_texts": calibration,
+    } | overrides
     return ServeSettings(**values)
 
 

@@ -39,7 +39,7 @@ def test_concurrent_requests_share_batches_and_get_their_own_rows():
     model = RecordingModel(delay=0.02)
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=20)
+        batcher = MicroBatcher(list, model, max_batch_size=8, max_wait_ms=20)
         batcher.start()
         requests = [[f"t-{i}"] for i in range(20)] + [[f"x-{i}" for i in range(100, 103)]]
         results = await asyncio.gather(*(batcher.predict(r) for r in requests))
@@ -59,7 +59,7 @@ def test_a_request_larger_than_a_batch_is_split_into_batches():
     model = RecordingModel()
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=4, max_wait_ms=0)
+        batcher = MicroBatcher(list, model, max_batch_size=4, max_wait_ms=0)
         batcher.start()
         out = await batcher.predict([f"t-{i}" for i in range(10)])
         await batcher.stop()
@@ -74,7 +74,7 @@ def test_a_full_batch_runs_without_waiting_for_the_deadline():
     model = RecordingModel()
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=32, max_wait_ms=600_000)
+        batcher = MicroBatcher(list, model, max_batch_size=32, max_wait_ms=600_000)
         batcher.start()
         # with a 10-minute collection window, only a full batch can finish within the timeout
         out = await asyncio.wait_for(batcher.predict([f"t-{i}" for i in range(32)]), timeout=60)
@@ -89,7 +89,7 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving():
     model = RecordingModel(fail_on="bad-1")
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=8, max_wait_ms=0)
+        batcher = MicroBatcher(list, model, max_batch_size=8, max_wait_ms=0)
         batcher.start()
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.predict(["bad-1"])
@@ -104,7 +104,7 @@ def test_stopped_batcher_refuses_and_fails_queued_requests():
     model = RecordingModel(delay=0.2)
 
     async def scenario():
-        batcher = MicroBatcher(model, max_batch_size=1, max_wait_ms=0)
+        batcher = MicroBatcher(list, model, max_batch_size=1, max_wait_ms=0)
         batcher.start()
         first = asyncio.create_task(batcher.predict(["a-1"]))
         queued = asyncio.create_task(batcher.predict(["b-2"]))

@@ -164,7 +164,7 @@ def test_unknown_backend_is_a_clear_settings_error(monkeypatch):
     with pytest.raises(ValidationError) as info:
         ServeSettings()
     message = str(info.value)
-    assert "backend" in message and "'torch', 'onnx' or 'onnx-int8'" in message
+    assert "backend" in message and "'torch', 'onnx', 'onnx-int8-static' or 'onnx-int8'" in message
 
 
 def test_load_backend_names_the_available_backends(tiny_model_dir, tmp_path):

@@ -17,7 +17,9 @@ def test_defaults_are_safe_for_a_laptop(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     settings = ServeSettings()
     assert settings.host == "127.0.0.1" and settings.port == 8000
-    assert settings.model_uri == DEFAULT_MODEL_URI and settings.backend == DEFAULT_BACKEND == "onnx-int8"
+    assert (
+        settings.model_uri == DEFAULT_MODEL_URI and settings.backend == DEFAULT_BACKEND == "onnx-int8-static"
+    )
     assert settings.overlong == "reject"
 
 

@@ -1,0 +1,216 @@
+"""Overload: bounded admission answers 503 + Retry-After at once, a missed deadline is a 503, never a late
+answer or another error; the shed count and queue depth are metrics, summed across Gunicorn workers."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from serving.app import create_app
+from serving.batching import DeadlineExceeded, MicroBatcher, Overloaded
+from tests.conftest import ROOT
+from tests.serving.conftest import make_settings, wait_ready
+
+
+def slow_infer(delay: float):
+    def infer(texts: list[str]) -> np.ndarray:
+        time.sleep(delay)
+        return np.full((len(texts), 2), 0.5)
+
+    return infer
+
+
+def test_admission_refuses_past_the_bound_at_once():
+    shed: list[str] = []
+    depths: list[int] = []
+
+    async def scenario():
+        batcher = MicroBatcher(
+            list,
+            slow_infer(0.2),
+            max_batch_size=1,
+            max_wait_ms=0,
+            max_queued_texts=3,
+            retry_after_s=2,
+            on_shed=shed.append,
+            on_queue_depth=depths.append,
+        )
+        batcher.start()
+        started = time.perf_counter()
+        results = await asyncio.gather(
+            *(batcher.predict([f"t{i}"]) for i in range(12)), return_exceptions=True
+        )
+        elapsed = time.perf_counter() - started
+        await batcher.stop()
+        return results, elapsed
+
+    results, _ = asyncio.run(scenario())
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    served = [r for r in results if isinstance(r, np.ndarray)]
+    assert len(refused) + len(served) == 12 and refused and served
+    assert all(r.retry_after_s == 2 for r in refused)
+    assert shed.count("queue_full") == len(refused)
+    assert max(depths) <= 3 and depths[-1] == 0
+
+
+def test_a_request_that_waited_past_its_deadline_fails_instead_of_answering_late():
+    shed: list[str] = []
+
+    async def scenario():
+        batcher = MicroBatcher(
+            list, slow_infer(0.15), max_batch_size=1, max_wait_ms=0, deadline_ms=100, on_shed=shed.append
+        )
+        batcher.start()
+        results = await asyncio.gather(
+            *(batcher.predict([f"t{i}"]) for i in range(6)), return_exceptions=True
+        )
+        await batcher.stop()
+        return results
+
+    results = asyncio.run(scenario())
+    assert isinstance(results[0], np.ndarray)  # the first starts at once
+    late = [r for r in results if isinstance(r, DeadlineExceeded)]
+    assert late and all(isinstance(r, np.ndarray | DeadlineExceeded) for r in results)
+    assert shed.count("deadline") == len(late)
+
+
+def test_admission_also_refuses_more_work_than_the_deadline_allows_at_the_measured_rate():
+    async def scenario():
+        batcher = MicroBatcher(list, slow_infer(0.1), max_batch_size=1, max_wait_ms=0, deadline_ms=250)
+        batcher.start()
+        await batcher.predict(["warm-up"])  # measures ~0.1 s per text
+        results = await asyncio.gather(
+            *(batcher.predict([f"t{i}"]) for i in range(10)), return_exceptions=True
+        )
+        await batcher.stop()
+        return batcher.seconds_per_text, results
+
+    per_text, results = asyncio.run(scenario())
+    assert per_text >= 0.09
+    refused = [r for r in results if isinstance(r, Overloaded)]
+    assert 5 <= len(refused) <= 8  # about 0.25 s / 0.1 s of work admitted behind the first
+    assert all(isinstance(r, np.ndarray | Overloaded | DeadlineExceeded) for r in results)
+
+
+def test_length_aware_batches_group_similar_lengths_and_keep_rows_in_order():
+    batches: list[list[str]] = []
+
+    def infer(texts: list[str]) -> np.ndarray:
+        batches.append(texts)
+        return np.array([[len(t), 0.0] for t in texts])
+
+    async def scenario():
+        batcher = MicroBatcher(list, infer, max_batch_size=16, max_wait_ms=50, length_ratio=1.5)
+        batcher.start()
+        short, long = ["a" * 5] * 4, ["b" * 300] * 4
+        mixed = [short[0], long[0], short[1], long[1]]
+        out = await asyncio.gather(batcher.predict(mixed), batcher.predict(short[2:] + long[2:]))
+        await batcher.stop()
+        return mixed, out
+
+    mixed, (first, _) = asyncio.run(scenario())
+    assert first[:, 0].tolist() == [len(t) for t in mixed]  # rows back in request order
+    assert all(len({len(t) for t in b}) == 1 for b in batches)  # short and long never share a pass
+
+
+@pytest.fixture(scope="module")
+def slow_server(tiny_model_dir, tmp_path_factory):
+    """A live server on the tiny model whose inference is slowed to 100 ms a batch; admission: 4 texts."""
+    import uvicorn
+
+    settings = make_settings(
+        tiny_model_dir,
+        tmp_path_factory.mktemp("overload"),
+        max_queued_texts=4,
+        deadline_ms=1500,
+        max_batch_size=2,
+        retry_after_s=3,
+    )
+    app = create_app(settings, tracking_uri="unused")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not (server.started and server.servers):
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    with httpx.Client(base_url=url) as http:
+        wait_ready(http.get)
+    batcher = app.state.runtime.batcher
+    real_infer = batcher._infer_fn
+
+    def slowed(feeds):
+        time.sleep(0.1)
+        return real_infer(feeds)
+
+    batcher._infer_fn = slowed
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_overloaded_server_sheds_with_503_and_retry_after_in_every_protocol(slow_server):
+    v2_body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["i am happy"]}]}
+    calls = [
+        ("/predict", {"texts": ["i am happy"]}),
+        ("/invocations", {"instances": ["i am happy"]}),
+        ("/v2/models/emotion-classifier/infer", v2_body),
+    ]
+
+    async def fire():
+        async with httpx.AsyncClient(base_url=slow_server, timeout=30) as client:
+            return await asyncio.gather(*(client.post(p, json=b) for _ in range(12) for p, b in calls))
+
+    responses = asyncio.run(fire())
+    codes = [r.status_code for r in responses]
+    assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) >= 4, codes
+    for r in responses:
+        if r.status_code == 503:
+            assert r.headers["retry-after"] == "3"
+            assert r.elapsed.total_seconds() < 1.0  # refused at once, not after queueing
+    metrics = httpx.get(slow_server + "/metrics").text
+    assert 'serving_shed_requests_total{reason="queue_full"}' in metrics
+    assert "serving_queue_depth 0.0" in metrics
+
+
+MULTIPROCESS_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = sys.argv[1]
+    from serving.metrics import ServingMetrics
+    for _ in range(2):  # two "workers", each its own process
+        pid = os.fork()
+        if pid == 0:
+            m = ServingMetrics()
+            m.observe_request("/predict", "POST", 200, 0.01)
+            m.observe_batch(4, 0.01)
+            m.observe_shed("queue_full")
+            m.set_model("models:/x/1", "1", None, "onnx-int8-static")
+            os._exit(0)
+        os.waitpid(pid, 0)
+    sys.stdout.write(ServingMetrics().render().decode())
+    """
+)
+
+
+def test_metrics_are_summed_over_workers_in_multiprocess_mode(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", MULTIPROCESS_SCRIPT, str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert 'serving_requests_total{endpoint="/predict",method="POST",status="200"} 2.0' in out
+    assert 'serving_shed_requests_total{reason="queue_full"} 2.0' in out
+    assert "serving_batch_size_count 2.0" in out and "serving_predicted_texts_total 8.0" in out
