@@ -142,6 +142,8 @@ def _parameters() -> tuple[ParamSpec, ...]:
         ),
         ParamSpec("mlflow-experiment-name", "emotion", "MLflow experiment that holds the search runs."),
         field_param(HpoInput, "ray_address"),
+        # On the artifact store, not in the pod: a retried hpo step continues the workflow's search.
+        field_param(HpoInput, "storage_dir", default="s3://mlflow/hpo"),
     )
 
 
