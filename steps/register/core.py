@@ -18,6 +18,7 @@ from steps.register import registry, runs
 from steps.register.contract import RegisterInput, RegisterResult
 from steps.register.evaluate import EvalData, EvalMetrics, evaluate_model_dir, load_eval_split
 from steps.register.gate import GateDecision, decide
+from steps.register.promotion import promote
 from steps.register.version_tags import description, evaluation_tags, hyperparameters, version_tags
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,20 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
     if existing is None:
         existing = registry.create_version(client, inp.model_name, source_uri, tags)
     version = str(existing.version)
+    client.set_registered_model_alias(inp.model_name, registry.CHALLENGER_ALIAS, version)
+    # Compare-and-set move of `champion`, re-gating if it moved; every decision recorded on the version.
+    promotion = promote(
+        client,
+        inp.model_name,
+        version,
+        (decision, champion, champ_metrics),
+        lambda: _gate(client, inp, existing, challenger, data, child_id, folder),
+        challenger_metrics=challenger,
+        metric=inp.metric,
+        tolerance=inp.promotion_tolerance,
+        workflow_uid=inp.workflow_uid or settings.argo_workflow_uid,
+    )
+    decision, champion, champ_metrics = promotion.decision, promotion.champion, promotion.champion_metrics
     gate_tags = {
         "gate_metric": inp.metric,
         "gate_tolerance": str(inp.promotion_tolerance),
@@ -104,16 +119,13 @@ def register(inp: RegisterInput, settings: Settings) -> RegisterResult:
         client.set_model_version_tag(inp.model_name, version, key, value)
     text = description(tags, hyperparameters(child), challenger, decision.reason)
     client.update_model_version(inp.model_name, version, description=text)
-    client.set_registered_model_alias(inp.model_name, registry.CHALLENGER_ALIAS, version)
-    if decision.promote:
-        client.set_registered_model_alias(inp.model_name, registry.CHAMPION_ALIAS, version)
     client.set_tag(child_id, "registered_model_version", f"{inp.model_name}/{version}")
 
     return RegisterResult(
         model_name=inp.model_name,
         version=int(version),
         model_uri=f"models:/{inp.model_name}/{version}",
-        promoted=decision.promote,
+        promoted=promotion.promoted,
         reason=decision.reason,
         challenger_accuracy=challenger.accuracy,
         champion_version=int(champion.version) if champion is not None else None,
