@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
 from shared.lineage import lineage_tags
 from shared.mlflow_contract import (
     BEST_CONFIG_TAG,
@@ -86,6 +86,9 @@ def _start_ray(inp: HpoInput) -> None:
             logging_level=logging.WARNING,
         )
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the address
+        if not inp.ray_address and "timed out during startup" in str(exc):
+            # an overloaded machine or node: the same command later is expected to work (exit 75)
+            raise TransientError(f"the local Ray did not start in time: {exc}") from None
         raise StepError(
             f"cannot start or join Ray (address {inp.ray_address or 'local'}): {type(exc).__name__}: {exc}"
         ) from None
