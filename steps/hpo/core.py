@@ -173,7 +173,7 @@ def _log_best_model(client, run_id: str, checkpoint) -> None:
 
     from steps.hpo.train import MODEL_DIR_EXCLUDES
 
-    status = client.get_run(run_id).info.status
+    info = client.get_run(run_id).info
     with tempfile.TemporaryDirectory(prefix="hpo-best-") as tmp, checkpoint.as_directory() as ckpt:
         model_dir = Path(tmp) / "model_dir"
         shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns(*MODEL_DIR_EXCLUDES))
@@ -181,7 +181,9 @@ def _log_best_model(client, run_id: str, checkpoint) -> None:
         try:
             log_model(model_dir)
         finally:
-            mlflow.end_run(status=status)
+            mlflow.end_run(status=info.status)
+            if info.end_time:  # the trial ended when it ended, not when its model was logged
+                client.set_terminated(run_id, status=info.status, end_time=info.end_time)
 
 
 def _plot_trials(client, parent_run_id: str, results, space: dict) -> None:
