@@ -253,8 +253,10 @@ def run_search(inp: HpoInput, settings: Settings, *, trial_fn: Callable[..., Non
             log.info("the search %s already finished (parent run %s): its result", name, parent.info.run_id)
             return _result_of_run(parent, experiment_id)
         restoring = name is not None and storage.can_restore(name)
-        if inp.continues and not restoring:
-            log.warning("no restorable search %s in %s; starting it", name or "", storage.uri)
+        if parent is not None and not restoring:  # died before Tune saved anything: same parent run
+            log.warning("no restorable search %s in %s; starting it again", name, storage.uri)
+        elif inp.resume and parent is None:
+            log.warning("--resume: no search to continue in %s; starting a new one", storage.uri)
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected
         data_ref = ray.put(data)  # once for all trials; they map it zero-copy
