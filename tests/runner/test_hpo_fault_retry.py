@@ -153,8 +153,8 @@ def test_sigkilled_hpo_step_is_retried_by_the_runner_and_continues_its_search(
         _wait_mid_search(db, runner, log)
         step = _hpo_step(local)
         assert step is not None, "no hpo step process"
+        done_before = _finished_trials(db)  # ended before the kill (ASHA-stopped or complete)
         step.send_signal(signal.SIGKILL)  # no cleanup: as when the node dies
-        done_before = _finished_trials(db)
         runner.wait(timeout=2400)
         assert runner.returncode == 0, log.read_text()[-5000:]
         state = _assert_one_search_kept(local, db, done_before)
@@ -172,6 +172,7 @@ def test_ctrl_c_during_the_search_then_resume_keeps_every_finished_epoch(
     db = local / "mlflow.db"
     try:
         _wait_mid_search(db, runner, log)
+        done_before = _finished_trials(db)  # ended before Ctrl-C; the interrupted ones become KILLED
         runner.send_signal(signal.SIGINT)  # Ctrl-C
         runner.wait(timeout=120)
         assert runner.returncode != 0
@@ -183,7 +184,6 @@ def test_ctrl_c_during_the_search_then_resume_keeps_every_finished_epoch(
             " where t.key = 'hpo_role' and t.value = 'parent'",
         )
         assert parents == [("KILLED",)], log.read_text()[-3000:]
-        done_before = _finished_trials(db)
         with open(log, "ab") as out:
             resumed = subprocess.run(
                 [sys.executable, "-m", "pipelines.run_local", str(WORKFLOW),
