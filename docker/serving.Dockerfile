@@ -30,6 +30,12 @@ RUN pip install \
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="emotion-serving" \
       org.opencontainers.image.description="Emotion classifier inference server (FastAPI + Uvicorn, CPU)"
+# The commit the image is built from (.github/workflows/images.yaml passes it): the code version
+# `shared.lineage` records in MLflow (an image has no .git). Building without it fails.
+ARG GIT_COMMIT
+RUN test -n "${GIT_COMMIT}" || (echo "build with --build-arg GIT_COMMIT=<full commit sha>" >&2 && exit 1)
+LABEL org.opencontainers.image.revision="${GIT_COMMIT}"
+ENV GIT_COMMIT=${GIT_COMMIT}
 RUN groupadd --gid 10001 app && useradd --uid 10001 --gid app --create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app

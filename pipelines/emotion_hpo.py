@@ -165,7 +165,11 @@ def hpo_search_fields() -> dict[str, str]:
             "cpus_per_trial",
             "gpus_per_trial",
             "seed",
+            "storage_dir",
         ),
+        # Always the workflow's uid: a retried step (new pod, after an eviction or a node loss)
+        # continues this workflow's search from the artifact store instead of starting over.
+        "workflow_uid": "{{workflow.uid}}",
         **{f: f"{{{{inputs.parameters.{flag_name(f)}}}}}" for f in LINEAGE_FIELDS},
     }
 
@@ -240,7 +244,6 @@ def hpo_template() -> Container:
         "search_space": "{{inputs.artifacts.search-space.path}}",
         **hpo_search_fields(),
         **workflow_fields(HpoInput, "ray_address"),
-        "storage_dir": "{{outputs.artifacts.ray-results.path}}",
     }
     return _container(
         "hpo",
@@ -252,7 +255,6 @@ def hpo_template() -> Container:
             Artifact(name="tokenized", path="/tmp/inputs/tokenized"),
             _search_space_input(),
         ],
-        extra_outputs=[Artifact(name="ray-results", path="/tmp/outputs/ray-results", optional=True)],
         deadline=21600,
         resources=Resources(cpu_request=8, memory_request="32Gi", memory_limit="32Gi", gpus=1),
         retry_limit=2,
@@ -345,8 +347,10 @@ def register_template() -> Container:
 
 
 def deploy_template() -> Container:
+    # The exact version this workflow's register step produced (models:/<name>/<version>), never
+    # the moving `champion` alias: a concurrent workflow may have moved it meanwhile.
     values = {
-        "model_uri": f"models:/{wp('model-name')}@champion",
+        "model_uri": "{{inputs.parameters.model-uri}}",
         **workflow_fields(DeployInput, "deploy_target", "serving_port", "deploy_namespace"),
         "image": SERVING_IMAGE,
     }
@@ -355,6 +359,7 @@ def deploy_template() -> Container:
         "steps.deploy",
         ["rollout", *cli_args(DeployInput, values)],
         result=DeployResult,
+        inputs=[Parameter(name="model-uri")],
         # Only the deploy pod may touch Deployments/Services (steps/deploy/k8s/rbac.yaml).
         service_account_name="emotion-deploy",
         deadline=1800,
@@ -414,7 +419,11 @@ def _define_templates() -> None:
         t_register = register(
             name="register", arguments=[t_fetch.get_artifact("dataset").with_name("dataset")]
         )
-        t_deploy = deploy(name="deploy", when=PROMOTED)
+        t_deploy = deploy(
+            name="deploy",
+            when=PROMOTED,
+            arguments=[Parameter(name="model-uri", value=t_register.get_parameter("model-uri").value)],
+        )
 
         t_keys >> t_fetch >> t_tok
         t_tok >> [t_hpo, t_manifest]

@@ -82,6 +82,22 @@ def _sentence(text: str) -> str:
     return text[:1].upper() + text[1:].rstrip(".") + "."
 
 
+def _release_tag() -> str:
+    """The image tag of this code's release (images.yaml tags a release `vX.Y.Z` as `X.Y.Z`).
+
+    Stable between commits (the compiled YAML does not change with every commit) and immutable,
+    unlike `latest`; a run of unreleased code passes `image-tag=<commit sha>`.
+    """
+    import tomllib
+    from importlib import metadata
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
+    if pyproject.is_file():
+        return tomllib.loads(pyproject.read_text())["project"]["version"]
+    return metadata.version("emotion-hpo")
+
+
 @cache
 def _parameters() -> tuple[ParamSpec, ...]:
     return (
@@ -134,7 +150,11 @@ def _parameters() -> tuple[ParamSpec, ...]:
             "Container registry holding the train and serving images.",
         ),
         ParamSpec(
-            "image-tag", "latest", "Tag of the train and serving images (recorded as lineage in MLflow)."
+            "image-tag",
+            _release_tag(),
+            "Tag of the train and serving images (recorded as lineage in MLflow): a full commit sha or"
+            " a release version, as .github/workflows/images.yaml tags them. A mutable tag (DEV,"
+            " latest) turns memoization off.",
         ),
         ParamSpec(
             "mlflow-tracking-uri",
@@ -143,6 +163,8 @@ def _parameters() -> tuple[ParamSpec, ...]:
         ),
         ParamSpec("mlflow-experiment-name", "emotion", "MLflow experiment that holds the search runs."),
         field_param(HpoInput, "ray_address"),
+        # On the artifact store, not in the pod: a retried hpo step continues the workflow's search.
+        field_param(HpoInput, "storage_dir", default="s3://mlflow/hpo"),
     )
 
 

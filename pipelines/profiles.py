@@ -41,6 +41,7 @@ def demo(local_dir: Path) -> dict[str, str]:
         "cpus-per-trial": "1",
         "gpus-per-trial": "0",
         "image-tag": "DEV",
+        "storage-dir": str(local / "hpo"),  # the search's experiment: <local>/hpo/<workflow uid>
     }
 
 

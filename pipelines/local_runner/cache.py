@@ -18,6 +18,7 @@ from pathlib import Path
 
 from shared.results import atomic_write_text
 
+NO_MEMO_PREFIX = "nomemo-"  # a memoize key meaning "do not memoize" (pipelines/cache_key.py)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -62,7 +63,8 @@ def cache_key(
 ) -> str:
     body = {k: v for k, v in template.items() if k != "memoize"}
     blob = json.dumps([body, memo_key, inputs, globals_used, artifact_hashes], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+    digest = hashlib.sha256(blob.encode()).hexdigest()[:32]
+    return NO_MEMO_PREFIX + digest if str(memo_key).startswith(NO_MEMO_PREFIX) else digest
 
 
 def link_tree(src: Path, dst: Path) -> None:
@@ -87,7 +89,7 @@ class Cache:
 
     def lookup(self, key: str, max_age: float | None = None) -> dict | None:
         entry_file = self.root / key / "entry.json"
-        if not entry_file.is_file():
+        if key.startswith(NO_MEMO_PREFIX) or not entry_file.is_file():
             return None
         entry = json.loads(entry_file.read_text())
         if max_age is not None and time.time() - entry["created_at"] > max_age:
@@ -104,6 +106,8 @@ class Cache:
         self, key: str, task: str, parameters: dict[str, str], result: str | None, artifacts: dict[str, Path]
     ) -> None:
         """Write an entry atomically: build it in a temporary folder, then rename it into place."""
+        if key.startswith(NO_MEMO_PREFIX):
+            return
         final = self.root / key
         tmp = self.root / f".{key}.{os.getpid()}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

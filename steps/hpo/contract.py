@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,10 +35,20 @@ class HpoInput(BaseModel):
     seed: int = Field(0, description="seed for sampling, splits and training")
     limit: int = Field(0, ge=0, description="cap on training rows, stratified (0 = all)")
     max_failures: int = Field(1, ge=0, description="retries of a crashed trial")
-    storage_dir: Path | None = Field(
-        None, description="Ray Tune experiment storage (default: <local dir>/hpo)"
+    storage_dir: str | None = Field(
+        None,
+        description="Ray Tune experiment storage: a folder or s3://bucket/prefix on the artifact store"
+        " (default: $EMOTION_HPO_STORAGE, else <local dir>/hpo)",
     )
-    resume: bool = Field(False, description="continue the last search in --storage-dir")
+    workflow_uid: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="the workflow run this search belongs to: its experiment is <storage-dir>/<uid> and"
+        " its MLflow parent run carries the uid; a rerun with the same uid continues that search",
+    )
+    resume: bool = Field(
+        False, description="continue the last search in --storage-dir (always done with --workflow-uid)"
+    )
     asha_grace_period: int = Field(1, ge=1, description="epochs every trial runs before ASHA may stop it")
     asha_reduction_factor: float = Field(
         2.0, gt=1, description="ASHA keeps the best 1/factor of the trials at each rung"
@@ -47,10 +58,22 @@ class HpoInput(BaseModel):
     dataset_hash: str | None = Field(None, description="dataset hash (lineage)")
     registry_url: str | None = Field(None, description="data registry URL (lineage)")
 
-    @field_validator("ray_address")
+    @field_validator("ray_address", "workflow_uid")
     @classmethod
     def _blank_is_local(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator("storage_dir", mode="before")
+    @classmethod
+    def _path_or_url(cls, value: object) -> object:
+        if isinstance(value, os.PathLike):
+            return os.fspath(value)
+        return value or None
+
+    @property
+    def continues(self) -> bool:
+        """Whether an existing search is continued: with --resume, and always for a workflow uid."""
+        return self.resume or self.workflow_uid is not None
 
 
 class HpoResultQuery(BaseModel):

@@ -14,14 +14,17 @@ import math
 import os
 import re
 import shutil
+import signal
 import tempfile
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.errors import StepError
+from shared.errors import StepError, TransientError
 from shared.lineage import lineage_tags
 from shared.mlflow_contract import (
     BEST_CONFIG_TAG,
@@ -30,6 +33,7 @@ from shared.mlflow_contract import (
     BEST_VAL_ACCURACY,
     BEST_VAL_LOSS,
     MODEL_URI_TAG,
+    PARENT_RUN_TAG,
     ROLE_PARENT,
     ROLE_TAG,
     SEARCH_METRIC,
@@ -52,16 +56,17 @@ from shared.mlflow_utils import connect
 from shared.model_package import log_model, resolve_model_reference
 from shared.progress import NO_PROGRESS, Progress
 from shared.ray_cluster import check_ray_address, credentials_hidden_from_ray_tune, resolve_ray_address
-from shared.results import atomic_write_text
 from shared.settings import Settings
 from steps.hpo.config import load_search_space, space_json, to_tune_space
 from steps.hpo.contract import HpoInput, HpoResult
 from steps.hpo.data import TokenizedData, load_tokenized
+from steps.hpo.storage import SearchStorage
 from steps.hpo.trainable import TIME_ATTR, run_trial, trial_threads
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "search.json"
+TUNE_EXPERIMENT_TAG = "tune_experiment"  # where the search's Tune experiment lives
 METRIC, MODE = SEARCH_METRIC, SEARCH_MODE
 
 
@@ -91,6 +96,9 @@ def _start_ray(inp: HpoInput) -> str | None:
             logging_level=logging.WARNING,
         )
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError depending on the address
+        if not inp.ray_address and "timed out during startup" in str(exc):
+            # an overloaded machine or node: the same command later is expected to work (exit 75)
+            raise TransientError(f"the local Ray did not start in time: {exc}") from None
         raise StepError(
             f"cannot start or join Ray (address {inp.ray_address or 'local'}): {type(exc).__name__}: {exc}"
         ) from None
@@ -103,11 +111,6 @@ def _start_ray(inp: HpoInput) -> str | None:
                 f"--{key.lower()}s-per-trial {wanted:g} exceeds the Ray cluster's {have:g} {key}(s)"
             )
     return getattr(context, "dashboard_url", None)  # None or "" when the dashboard does not run
-
-
-def _load_state(storage_dir: Path) -> dict[str, Any] | None:
-    path = storage_dir / STATE_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable[..., None]):
@@ -124,7 +127,7 @@ def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable
     return tune.with_resources(fn, {"cpu": inp.cpus_per_trial, "gpu": inp.gpus_per_trial})
 
 
-def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list, storage_dir: Path):
+def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list, storage: SearchStorage):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -148,7 +151,8 @@ def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list
             metric=METRIC, mode=MODE, scheduler=scheduler, search_alg=search_alg, num_samples=inp.num_samples
         ),
         run_config=tune.RunConfig(
-            storage_path=str(storage_dir),
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             name=name,
             verbose=1,
             callbacks=callbacks,
@@ -176,13 +180,13 @@ def _best_checkpoint(results) -> tuple[Any, Any, dict[str, Any]]:
 
 def _log_best_model(client, run_id: str, checkpoint, data: TokenizedData, config: dict[str, Any]):
     """Calibrate the best checkpoint on the tune split (`temperature.json`), then log it as the
-    `model` of its child run, keeping the run's status; returns the temperature fit."""
+    `model` of its child run, keeping the run's status and end time; returns the temperature fit."""
     import mlflow
 
     from steps.hpo.calibrate import calibrate_model_dir
     from steps.hpo.train import MODEL_DIR_EXCLUDES
 
-    status = client.get_run(run_id).info.status
+    info = client.get_run(run_id).info
     with tempfile.TemporaryDirectory(prefix="hpo-best-") as tmp, checkpoint.as_directory() as ckpt:
         model_dir = Path(tmp) / "model_dir"
         shutil.copytree(ckpt, model_dir, ignore=shutil.ignore_patterns(*MODEL_DIR_EXCLUDES))
@@ -191,7 +195,9 @@ def _log_best_model(client, run_id: str, checkpoint, data: TokenizedData, config
         try:
             log_model(model_dir)
         finally:
-            mlflow.end_run(status=status)
+            mlflow.end_run(status=info.status)
+            if info.end_time:  # the trial ended when it ended, not when its model was logged
+                client.set_terminated(run_id, status=info.status, end_time=info.end_time)
     return fit
 
 
@@ -236,7 +242,7 @@ def run_search(
     trial_fn: Callable[..., None] = run_trial,
     progress: Progress = NO_PROGRESS,
 ) -> HpoResult:
-    """Run (or `resume`) a search; returns the best trial's run and metrics.
+    """Run (or continue) a search; returns the best trial's run and metrics.
 
     `trial_fn` is the function each trial runs (tests wrap it to inject crashes); `progress`
     gets trial epochs done out of the search's maximum, a status line and the URLs to watch.
@@ -261,35 +267,41 @@ def run_search(
     from ray import tune
 
     from steps.hpo.progress import ProgressCallback, report_links
-    from steps.hpo.tracking import MlflowTrialCallback, create_parent_run
+    from steps.hpo.tracking import FAILED, FINISHED, KILLED, RUNNING, MlflowTrialCallback, create_parent_run
 
     try:
         data, experiment_id = prepared.result()
         tracking_uri = mlflow.get_tracking_uri()
         client = MlflowClient(tracking_uri)
-        storage_dir = Path(inp.storage_dir or Path(settings.local_dir) / "hpo").resolve()
-        state = _load_state(storage_dir) if inp.resume else None
-        experiment_path = storage_dir / state["name"] if state else None
-        restoring = experiment_path is not None and tune.Tuner.can_restore(str(experiment_path))
-        if inp.resume and not restoring:
-            log.warning("--resume: no restorable search in %s; starting a new one", storage_dir)
-        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
-        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected
-        data_ref = ray.put(data)  # once for all trials; they map it zero-copy
-        trainable = _trainable(inp, data_ref, model_path, trial_fn)
+        storage = SearchStorage.open(inp.storage_dir, settings)
         tags = lineage_tags(
             settings,
             dataset_hash=inp.dataset_hash,
             registry_url=inp.registry_url,
             data_version=inp.data_version,
         )
-        if restoring:
-            parent_run_id = state["parent_run_id"]
-            client.update_run(parent_run_id, status="RUNNING")
-            log.info("resuming search %s (parent run %s)", experiment_path, parent_run_id)
-            tuner = tune.Tuner.restore(str(experiment_path), trainable, resume_errored=True)
+        if inp.workflow_uid:
+            tags[WORKFLOW_UID_TAG] = inp.workflow_uid
+        name, parent = (
+            _existing_search(client, experiment_id, storage, inp) if inp.continues else (None, None)
+        )
+        if parent is not None and parent.info.status == FINISHED and MODEL_URI_TAG in parent.data.tags:
+            log.info("the search %s already finished (parent run %s): its result", name, parent.info.run_id)
+            return _result_of_run(parent, experiment_id)
+        restoring = name is not None and storage.can_restore(name)
+        if parent is not None and not restoring:  # died before Tune saved anything: same parent run
+            log.warning("no restorable search %s in %s; starting it again", name, storage.uri)
+        elif inp.resume and parent is None:
+            log.warning("--resume: no search to continue in %s; starting a new one", storage.uri)
+        os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
+        os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected
+        data_ref = ray.put(data)  # once for all trials; they map it zero-copy
+        trainable = _trainable(inp, data_ref, model_path, trial_fn)
+        if parent is not None:
+            parent_run_id = parent.info.run_id
+            client.update_run(parent_run_id, status=RUNNING)  # reopened: it is running again
+            client.set_tag(parent_run_id, "resumed_at", datetime.now(UTC).isoformat(timespec="seconds"))
         else:
-            name = f"hpo-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
             params = {
                 "num_samples": inp.num_samples,
                 "max_epochs": inp.max_epochs,
@@ -312,31 +324,122 @@ def run_search(
                 "model": inp.model,
                 "search_space": space_json(space),
             }
-            parent_run_id = create_parent_run(client, experiment_id, name, tags, params)
-            atomic_write_text(
-                storage_dir / STATE_FILE,
-                json.dumps({"name": name, "parent_run_id": parent_run_id, "experiment_id": experiment_id}),
-            )
-            callback = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags)
-            watch = ProgressCallback(progress, inp.num_samples, inp.max_epochs)
-            tuner = _new_tuner(inp, space, trainable, name, [callback, watch], storage_dir)
+            run_name = f"hpo-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
+            name = name or inp.workflow_uid or run_name
+            parent_run_id = create_parent_run(client, experiment_id, run_name, tags, params)
+            client.set_tag(parent_run_id, TUNE_EXPERIMENT_TAG, storage.experiment_uri(name))
+            if not inp.workflow_uid:  # a workflow's search is found by its uid; a CLI one by this file
+                storage.write_text(
+                    STATE_FILE,
+                    json.dumps(
+                        {"name": name, "parent_run_id": parent_run_id, "experiment_id": experiment_id}
+                    ),
+                )
         report_links(progress, tracking_uri, experiment_id, parent_run_id, dashboard_url)
         try:
-            with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
-                results = list(tuner.fit())
-        except Exception:
-            client.set_terminated(parent_run_id, status="FAILED")
+            with _sigterm_raises():
+                if restoring:
+                    log.info(
+                        "resuming search %s (parent run %s)", storage.experiment_uri(name), parent_run_id
+                    )
+                    tuner = tune.Tuner.restore(
+                        storage.join(name),
+                        trainable,
+                        resume_errored=True,
+                        storage_filesystem=storage.filesystem,
+                    )
+                else:
+                    callback = MlflowTrialCallback(
+                        tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags
+                    )
+                    watch = ProgressCallback(progress, inp.num_samples, inp.max_epochs)
+                    tuner = _new_tuner(inp, space, trainable, name, [callback, watch], storage)
+                with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
+                    results = tuner.fit()
+                if results.num_terminated + results.num_errors < inp.num_samples:
+                    # Tune's Ctrl-C handler ends fit() early and saves the experiment: an interruption
+                    raise KeyboardInterrupt(
+                        f"search interrupted; continue it with the same --workflow-uid"
+                        f" or --resume ({storage.experiment_uri(name)})"
+                    )
+                results = list(results)
+                result = _finish(
+                    client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags, data
+                )
+                progress.finish()
+                return result
+        except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (Terminated): a rerun continues the search
+            close_open_runs(client, experiment_id, parent_run_id, KILLED)
             raise
-        result = _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags, data)
-        progress.finish()
-        return result
+        except BaseException:
+            close_open_runs(client, experiment_id, parent_run_id, FAILED)
+            raise
     finally:
         ray.shutdown()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a pod evicted or deleted, the local runner stopping): handled like Ctrl-C."""
+
+
+@contextmanager
+def _sigterm_raises():
+    """Turn SIGTERM into `Terminated` in the main thread, so the runs are closed before exiting."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated(f"terminated by {signal.Signals(signum).name}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _existing_search(client, experiment_id: str, storage: SearchStorage, inp: HpoInput):
+    """(Tune experiment name, MLflow parent run) of the search to continue; (name, None) if none yet.
+
+    A workflow's search is named by its uid and its parent run is the newest hpo parent run tagged
+    with the uid; a CLI `--resume` reads `search.json` in the storage root.
+    """
+    if inp.workflow_uid:
+        runs = parent_runs_of_workflow(client, [experiment_id], inp.workflow_uid)
+        runs = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT]
+        return inp.workflow_uid, (runs[0] if runs else None)
+    text = storage.read_text(STATE_FILE)
+    if text is None:
+        return None, None
+    state = json.loads(text)
+    return state["name"], client.get_run(state["parent_run_id"])
+
+
+def close_open_runs(client, experiment_id: str, parent_run_id: str, status: str) -> None:
+    """Set the parent run and every child run still RUNNING to `status` (KILLED or FAILED).
+
+    Best effort: the step is already failing or being stopped, and the reason it is matters more
+    than a second error from MLflow.
+    """
+    from steps.hpo.tracking import RUNNING
+
+    try:
+        children = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`{PARENT_RUN_TAG}` = '{parent_run_id}' and attributes.status = '{RUNNING}'",
+            max_results=5000,
+        )
+        for run in children:
+            client.set_terminated(run.info.run_id, status=status)
+        client.set_terminated(parent_run_id, status=status)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not mark the search's runs %s: %s", status, exc)
+
+
 def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, inp, tags, data) -> HpoResult:
     """Close any child run left open (e.g. the driver died before its callback), log the best."""
-    from steps.hpo.tracking import RUNNING, MlflowTrialCallback
+    from steps.hpo.tracking import KILLED, RUNNING, MlflowTrialCallback
 
     tracker = MlflowTrialCallback(tracking_uri, experiment_id, parent_run_id, inp.max_epochs, tags)
     children = tracker.existing_children()
@@ -349,6 +452,12 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
         if run_id is None or client.get_run(run_id).info.status == RUNNING:
             status = tracker.close(trial_id, Path(r.path).name, r.config or {}, r.metrics, _error(r))
             log.info("reconciled trial %s: %s", trial_id, status)
+    known = {_trial_id(r) for r in results}
+    for trial_id, run_id in tracker.existing_children().items():
+        if trial_id not in known and client.get_run(run_id).info.status == RUNNING:
+            # a trial of an attempt that died before Tune saved it: it is not part of this search
+            client.set_tag(run_id, "abandoned", "the step was retried before this trial was saved")
+            client.set_terminated(run_id, status=KILLED)
 
     best, checkpoint, metrics = _best_checkpoint(results)
     best_trial_id = best.metrics.get("trial_id")
@@ -356,13 +465,13 @@ def _finish(client, experiment_id, parent_run_id, results, space, tracking_uri, 
     best_config = dict(best.config or {})
     fit = _log_best_model(client, best_run_id, checkpoint, data, best_config)
     _plot_trials(client, parent_run_id, results, space)
-    model_uri = f"runs:/{best_run_id}/model"
     calibration = [
         _metric(TEMPERATURE_METRIC, fit.temperature),
         _metric(TUNE_ECE_BEFORE, fit.ece_before),
         _metric(TUNE_ECE_AFTER, fit.ece_after),
     ]
     client.log_batch(best_run_id, metrics=calibration)
+    model_uri = f"runs:/{best_run_id}/model"
     client.log_batch(
         parent_run_id,
         metrics=[
@@ -422,7 +531,11 @@ def find_result(workflow_uid: str, settings: Settings) -> HpoResult:
     runs = [r for r in runs if r.data.tags.get(ROLE_TAG) == ROLE_PARENT]
     if not runs:
         raise StepError(f"no finished hpo parent run tagged {WORKFLOW_UID_TAG}={workflow_uid!r}")
-    run = runs[0]
+    return _result_of_run(runs[0], experiment_id)
+
+
+def _result_of_run(run, experiment_id: str) -> HpoResult:
+    """The result a finished search recorded on its parent run."""
     tags, metrics = run.data.tags, run.data.metrics
     missing = [k for k in (BEST_RUN_TAG, BEST_TRIAL_TAG, BEST_CONFIG_TAG, MODEL_URI_TAG) if k not in tags]
     if missing:

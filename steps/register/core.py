@@ -21,6 +21,7 @@ from steps.register.contract import RegisterInput, RegisterResult
 from steps.register.evaluate import EvalData, EvalMetrics, evaluate_model_dir, load_eval_split
 from steps.register.gate import GATE_METRICS, GateDecision, decide, decision_record
 from steps.register.model_card import CardInputs, description, model_card
+from steps.register.promotion import promote
 from steps.register.version_tags import evaluation_tags, gate_tags, hyperparameters, version_tags
 
 log = logging.getLogger(__name__)
@@ -131,8 +132,6 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     )
     log.info("gate: %s", decision.reason)
 
-    champion_version = champion.version if champion is not None else None
-    record = decision_record(decision, challenger, champ_metrics, champion_version=champion_version)
     tags = version_tags(parent, child, settings, model_artifact_uri=source_uri)
     tags.update(evaluation_tags(challenger, eval_uri))
     if serving_uri:
@@ -142,6 +141,22 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     if existing is None:
         existing = registry.create_version(client, inp.model_name, source_uri, tags)
     version = str(existing.version)
+    client.set_registered_model_alias(inp.model_name, registry.CHALLENGER_ALIAS, version)
+    # Compare-and-set move of `champion`, re-gating if it moved; every decision recorded on the version.
+    promotion = promote(
+        client,
+        inp.model_name,
+        version,
+        (decision, champion, champ_metrics),
+        lambda: _gate(client, inp, existing, challenger, data, child_id, folder, progress),
+        challenger_metrics=challenger,
+        metric=",".join(GATE_METRICS),
+        tolerance=dict(inp.tolerances),
+        workflow_uid=inp.workflow_uid or settings.argo_workflow_uid,
+    )
+    decision, champion, champ_metrics = promotion.decision, promotion.champion, promotion.champion_metrics
+    champion_version = champion.version if champion is not None else None
+    record = decision_record(decision, challenger, champ_metrics, champion_version=champion_version)
     for key, value in {**tags, **gate_tags(record, inp.tolerances)}.items():
         if value == "":
             continue
@@ -159,9 +174,6 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
     )
     _log_decision(client, child_id, folder, record, model_card(card))
     client.update_model_version(inp.model_name, version, description=description(card))
-    client.set_registered_model_alias(inp.model_name, registry.CHALLENGER_ALIAS, version)
-    if decision.promote:
-        client.set_registered_model_alias(inp.model_name, registry.CHAMPION_ALIAS, version)
     client.set_tag(child_id, "registered_model_version", f"{inp.model_name}/{version}")
     progress.status(f"version {version}: {decision.reason}")
     progress.finish()
@@ -171,7 +183,7 @@ def register(inp: RegisterInput, settings: Settings, progress: Progress = NO_PRO
         model_name=inp.model_name,
         version=int(version),
         model_uri=f"models:/{inp.model_name}/{version}",
-        promoted=decision.promote,
+        promoted=promotion.promoted,
         reason=decision.reason,
         challenger_accuracy=challenger.accuracy,
         challenger_f1_macro=challenger.f1_macro,

@@ -85,4 +85,8 @@ def create_version(client, model_name: str, model_uri: str, tags: dict[str, str]
     try:
         return mlflow.register_model(model_uri, model_name, tags=tags)
     except MlflowException as exc:
+        from shared.failures import is_transient
+
+        if is_transient(exc):  # e.g. a 503 from a proxy: retried (exit 75), the rerun finds the version
+            raise
         raise StepError(f"cannot register {model_uri} as {model_name!r}: {exc.message}") from None

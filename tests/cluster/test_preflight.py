@@ -62,7 +62,10 @@ def test_display_endpoint_drops_user_info():
 def test_good_credentials_and_existing_buckets_pass(s3_server: S3Server):
     settings = _settings(s3_server)
     for bucket in (MLFLOW_BUCKET, DVC_BUCKET, EMPTY_BUCKET):
-        check_s3_uri(f"s3://{bucket}/some/prefix", settings)
+        assert check_s3_uri(f"s3://{bucket}/some/prefix", settings) is None
+    # the same settings do reach the server: a bucket that is not there is refused
+    with pytest.raises(StepError, match="no-such-bucket-here"):
+        check_s3_uri("s3://no-such-bucket-here/some/prefix", settings)
 
 
 @pytest.mark.slow
@@ -141,11 +144,18 @@ def test_dvc_remote_is_checked_with_its_own_endpoint(s3_server: S3Server, monkey
     assert "rotated-away" not in str(err.value)
 
 
-def test_non_s3_uris_are_not_checked():
+def test_non_s3_uris_are_not_checked(monkeypatch):
     """Local artifact roots and proxied `mlflow-artifacts:` need no object-store pre-flight."""
+    import shared.object_store as object_store
+
+    checked: list[str] = []
+    monkeypatch.setattr(object_store, "check_bucket", lambda loc, **kw: checked.append(loc.uri))
     settings = Settings(mlflow_s3_endpoint_url=f"http://127.0.0.1:{free_port()}")
     for uri in ("/tmp/mlartifacts", "file:///tmp/x", "mlflow-artifacts:/1/abc"):
         check_s3_uri(uri, settings)
+    assert checked == []
+    check_s3_uri("s3://mlflow/artifacts", settings)  # an s3:// URI is checked
+    assert checked == ["s3://mlflow/artifacts"]
 
 
 # ---------------------------------------------------------------------------------------------

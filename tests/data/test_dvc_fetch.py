@@ -132,8 +132,11 @@ def test_missing_directory_listing_in_remote_is_named(registry_copy, out):
     shutil.rmtree(registry_copy / ".dvc" / "cache")
     dir_md5 = recorded_md5(registry_copy, "emotion-v1.0.0")
     _remote_object(registry_copy, dir_md5).unlink()
-    with pytest.raises(StepError, match=rf"{dir_md5}|missing"):
+    with pytest.raises(StepError) as err:
         fetch(FetchInput(registry_url=str(registry_copy), data_version="emotion-v1.0.0", output_dir=out))
+    message = str(err.value)  # names the exact object that is missing, and where it was looked for
+    assert f"the file list of 'data/emotion' (DVC object {dir_md5}) is missing" in message, message
+    assert str(registry_copy.parent / "dvc-remote") in message
     assert_untouched(out)
 
 

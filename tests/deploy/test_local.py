@@ -294,3 +294,49 @@ def test_kubernetes_target_pins_an_alias_to_its_registry_version(registry):
     assert resolve_model_version(f"models:/{MODEL}@champion", registry) == (f"models:/{MODEL}/2", "2")
     with pytest.raises(StepError, match="cannot resolve"):
         resolve_model_version(f"models:/{MODEL}@nobody", registry)
+
+
+@pytest.mark.slow
+def test_workflow_deploy_rolls_out_its_register_steps_version_while_another_is_champion(
+    registry, deploy_env, tmp_path
+):
+    """The compiled deploy template, fed register's `model-uri` output (version 1) while the
+    `champion` alias points at version 2 (moved by another workflow): version 1 is served."""
+    import re
+
+    from mlflow import MlflowClient
+
+    from pipelines import parameters
+    from pipelines.emotion_hpo import build_workflow, to_manifest
+
+    MlflowClient(tracking_uri=registry, registry_uri=registry).set_registered_model_alias(
+        MODEL, "champion", "2"
+    )
+    spec = to_manifest(build_workflow())["spec"]
+    deploy = next(t for t in spec["templates"] if t["name"] == "deploy")
+    dag = next(t for t in spec["templates"] if "dag" in t)["dag"]["tasks"]
+    fed = next(t for t in dag if t["name"] == "deploy")["arguments"]["parameters"]
+    assert fed == [{"name": "model-uri", "value": "{{tasks.register.outputs.parameters.model-uri}}"}]
+    port = free_port()
+    values = {
+        **{f"workflow.parameters.{k}": v for k, v in parameters.defaults().items()},
+        "workflow.parameters.deploy-target": "local",
+        "workflow.parameters.serving-port": str(port),
+        "inputs.parameters.model-uri": f"models:/{MODEL}/1",  # what register wrote to /tmp/result/model-uri
+    }
+    args = [
+        re.sub(r"\{\{([^}]+)\}\}", lambda m: values.get(m.group(1), m.group(0)), a)
+        for a in deploy["container"]["args"]
+    ]
+    result_dir = tmp_path / "result"
+    args[args.index("--result-dir") + 1] = str(result_dir)
+    try:
+        run = _deploy(deploy_env, *args)
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert (result_dir / "served-version").read_text() == "1"
+        assert _predict_version((result_dir / "endpoint-url").read_text()) == "1"
+    finally:
+        _deploy(deploy_env, "stop")
+        MlflowClient(tracking_uri=registry, registry_uri=registry).delete_registered_model_alias(
+            MODEL, "champion"
+        )

@@ -119,9 +119,32 @@ def test_resumed_callback_reuses_child_runs_by_trial_id(parent):
 
 
 def test_parent_run_carries_params_and_no_secrets(parent, mlflow_settings):
-    client, _, parent_id = parent
+    client, experiment_id, parent_id = parent
     run = client.get_run(parent_id)
     assert run.data.tags["hpo_role"] == "parent" and run.data.params["max_epochs"] == "3"
-    logged = " ".join([*run.data.params.values(), *run.data.tags.values()])
-    for secret in mlflow_settings.secret_values():
+
+    # Plant credentials in the settings the step builds its tags from, as a pod's env would.
+    from pydantic import SecretStr
+
+    from shared.lineage import lineage_tags
+
+    planted = mlflow_settings.model_copy(
+        update={
+            "aws_access_key_id": SecretStr("AKIAPLANTEDKEY0001"),
+            "aws_secret_access_key": SecretStr("planted/secret+value0001"),
+        }
+    )
+    secrets = planted.secret_values()
+    assert secrets == ["AKIAPLANTEDKEY0001", "planted/secret+value0001"]  # the loop below is not empty
+    run_id = create_parent_run(
+        client,
+        experiment_id,
+        "hpo-planted",
+        lineage_tags(planted),
+        {"max_epochs": 3, **planted.public_dict()},
+    )
+    run = client.get_run(run_id)
+    logged = " ".join([*run.data.params.keys(), *run.data.params.values(), *run.data.tags.values()])
+    assert "argo_workflow_uid" in logged or "wf-test-uid" in logged  # the settings did get logged
+    for secret in secrets:
         assert secret not in logged

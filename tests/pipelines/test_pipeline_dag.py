@@ -128,11 +128,18 @@ def test_step_commands_follow_the_contracts(workflow):
     register_args = t["register"]["container"]["args"]
     assert register_args[register_args.index("--workflow-uid") + 1] == "{{workflow.uid}}"
     deploy_args = t["deploy"]["container"]["args"]
-    assert deploy_args[:3] == [
-        "rollout",
-        "--model-uri",
-        "models:/{{workflow.parameters.model-name}}@champion",
-    ]
+    # pinned: the version this workflow's register step produced, never the moving alias
+    assert deploy_args[:3] == ["rollout", "--model-uri", "{{inputs.parameters.model-uri}}"]
+    dag = {
+        task["name"]: task
+        for task in next(x for x in workflow["spec"]["templates"] if "dag" in x)["dag"]["tasks"]
+    }
+    deploy_params = {p["name"]: p["value"] for p in dag["deploy"]["arguments"]["parameters"]}
+    assert deploy_params == {"model-uri": "{{tasks.register.outputs.parameters.model-uri}}"}
+    assert "champion" not in " ".join(deploy_args)
+    hpo_args = t["hpo"]["container"]["args"]
+    assert hpo_args[hpo_args.index("--workflow-uid") + 1] == "{{workflow.uid}}"
+    assert hpo_args[hpo_args.index("--storage-dir") + 1] == "{{workflow.parameters.storage-dir}}"
     assert "emotion-hpo-serving" in deploy_args[deploy_args.index("--image") + 1]
     space = next(a for a in t["hpo"]["inputs"]["artifacts"] if a["name"] == "search-space")
     assert space["raw"] == {"data": "{{workflow.parameters.search-space}}"}

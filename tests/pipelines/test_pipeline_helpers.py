@@ -25,30 +25,39 @@ BASE = dict(
     seed="0",
     image_tag="v1.2.3",
 )
+# Resolved inputs, as the task finds them at run time (the registry URL above is not reachable).
+RESOLVED = dict(data_commit="a" * 40, code="b" * 40, in_image=True)
+KEYED = {**BASE, **RESOLVED}
 
 
 def test_keys_are_valid_argo_cache_keys_for_values_that_are_not():
-    keys = cache_key.cache_keys(**BASE)
+    keys = cache_key.cache_keys(**KEYED)
     assert not ARGO_CACHE_KEY.match(BASE["data_version"])  # why the keys are hashed at all
     assert ARGO_CACHE_KEY.match(keys.dvc_fetch) and keys.dvc_fetch.startswith("dvc-fetch-")
     assert ARGO_CACHE_KEY.match(keys.tokenize) and keys.tokenize.startswith("tokenize-")
 
 
 def test_keys_follow_exactly_their_inputs():
-    keys = cache_key.cache_keys(**BASE)
-    assert cache_key.cache_keys(**BASE) == keys
-    other_model = cache_key.cache_keys(**{**BASE, "model": "distilbert-base-uncased"})
+    keys = cache_key.cache_keys(**KEYED)
+    assert keys.memoized and cache_key.cache_keys(**KEYED) == keys
+    other_model = cache_key.cache_keys(**{**KEYED, "model": "distilbert-base-uncased"})
     assert other_model.dvc_fetch == keys.dvc_fetch and other_model.tokenize != keys.tokenize
-    for field in ("data_version", "registry_url", "data_path", "image_tag"):
-        changed = cache_key.cache_keys(**{**BASE, field: "x"})
+    for field in ("registry_url", "data_path", "image_tag"):
+        changed = cache_key.cache_keys(**{**KEYED, field: "x"})
         assert changed.dvc_fetch != keys.dvc_fetch and changed.tokenize != keys.tokenize, field
+    for field in ("data_commit", "code"):  # the content: what the revision and the tag point at
+        changed = cache_key.cache_keys(**{**KEYED, field: "c" * 40})
+        assert changed.dvc_fetch != keys.dvc_fetch and changed.tokenize != keys.tokenize, field
+    # the revision's name is not part of the key: only the commit it resolves to
+    assert cache_key.cache_keys(**{**KEYED, "data_version": "main"}) == keys
     for field in ("max_length", "limit", "eval_limit", "seed"):
-        assert cache_key.cache_keys(**{**BASE, field: "7"}).tokenize != keys.tokenize, field
+        assert cache_key.cache_keys(**{**KEYED, field: "7"}).tokenize != keys.tokenize, field
 
 
 def test_cache_key_cli_writes_result_files(tmp_path):
     argv = [a for k, v in BASE.items() for a in (f"--{k.replace('_', '-')}", v)]
     keys = cache_key.main([*argv, "--result-dir", str(tmp_path)])
+    assert not keys.memoized  # the registry URL does not resolve here: no memoization, not a guess
     assert (tmp_path / "dvc-fetch").read_text() == keys.dvc_fetch
     assert (tmp_path / "tokenize").read_text() == keys.tokenize
     assert (tmp_path / "result.json").is_file()

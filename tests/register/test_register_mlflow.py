@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -139,7 +140,7 @@ def test_rerun_reuses_the_version_and_the_version_carries_lineage(
     assert tags["docker_image_tag"] == "hpo-image-1.2.3"
     assert (tags["dataset_hash"], tags["dvc_registry_url"]) == ("d5e7a11", "/srv/data-registry")
     assert tags["dvc_data_version"] == "emotion-v1.0.0"
-    assert len(tags["code_version"]) >= 7
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", tags["code_version"]), tags["code_version"]
     assert float(tags["eval_accuracy"]) == pytest.approx(first.challenger_accuracy, abs=1e-6)
     for needle in (search.parent_run_id, child, "t001", "learning_rate=3e-05", "d5e7a11", "wf-hpo-lineage"):
         assert needle in version.description

@@ -100,11 +100,15 @@ def test_ten_thousand_requests_no_failures_flat_memory(tiny_model_dir, tmp_path)
     assert all(s == 200 for s in all_statuses), {s: all_statuses.count(s) for s in set(all_statuses)}
     growth = rss_at_end - rss_after_warmup
     assert growth < max(50 * 2**20, 0.15 * rss_after_warmup), (rss_after_warmup, rss_at_end)
-    # batching happened: some forward passes carried more than one request's texts
-    batch_count = next(
-        float(line.split()[-1])
+    # batching happened: a real share of the forward passes carried several requests' texts
+    values = {
+        line.split()[0]: float(line.split()[-1])
         for line in metrics.splitlines()
-        if line.startswith("serving_batch_size_count")
-    )
-    assert batch_count < TOTAL_REQUESTS + 2
+        if line.startswith("serving_batch_size") and not line.startswith("#")
+    }
+    passes, texts = values["serving_batch_size_count"], values["serving_batch_size_sum"]
+    single = values['serving_batch_size_bucket{le="1.0"}']
+    assert texts >= TOTAL_REQUESTS and passes <= TOTAL_REQUESTS + 2, values
+    assert passes - single >= 10, f"only {passes - single:g} forward passes merged requests: {values}"
+    assert texts / passes >= 1.5, f"{texts / passes:.2f} texts per forward pass: no real batching: {values}"
     assert proc.returncode in (0, -15)  # graceful shutdown on SIGTERM

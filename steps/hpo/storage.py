@@ -1,0 +1,100 @@
+"""Where a search's Ray Tune experiment lives: a local folder or the artifact store (S3).
+
+A search that runs for a workflow (`--workflow-uid`) keeps its experiment in `<storage>/<uid>`,
+so a retried hpo step (a new pod, a new process, after an eviction, a node loss or a SIGKILL)
+finds it again and continues it. On a cluster `<storage>` is an `s3://bucket/prefix` URL on the
+artifact store: nothing the search needs to continue lives inside the pod.
+
+The S3 endpoint is the platform's (`MLFLOW_S3_ENDPOINT_URL`, e.g. MinIO), credentials the
+standard `AWS_*` variables; Tune gets a pyarrow filesystem built from them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.object_store import is_s3_uri, parse_s3_uri
+from shared.settings import Settings
+
+STORAGE_ENV = "EMOTION_HPO_STORAGE"
+
+
+def storage_root(storage_dir: str | None, settings: Settings) -> str:
+    """`storage_dir`, else `$EMOTION_HPO_STORAGE`, else `<local dir>/hpo` (absolute)."""
+    root = storage_dir or os.environ.get(STORAGE_ENV) or str(Path(settings.local_dir) / "hpo")
+    if is_s3_uri(root):
+        return root.rstrip("/")
+    return str(Path(root).resolve())
+
+
+def _s3_filesystem(settings: Settings):
+    from pyarrow import fs
+
+    kwargs: dict[str, Any] = {}
+    endpoint = settings.mlflow_s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        kwargs["endpoint_override"] = endpoint
+        kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
+    if settings.aws_access_key_id and settings.aws_secret_access_key:
+        kwargs["access_key"] = settings.aws_access_key_id.get_secret_value()
+        kwargs["secret_key"] = settings.aws_secret_access_key.get_secret_value()
+    kwargs["region"] = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    return fs.S3FileSystem(**kwargs)
+
+
+@dataclass(frozen=True)
+class SearchStorage:
+    """The storage root as Tune wants it: a path (bucket/prefix for S3) plus its filesystem."""
+
+    uri: str  # as the user gave it: /abs/folder or s3://bucket/prefix
+    path: str  # what Tune's storage_path gets: the folder, or bucket/prefix
+    filesystem: Any  # a pyarrow filesystem, or None for the local disk
+
+    @classmethod
+    def open(cls, storage_dir: str | None, settings: Settings) -> SearchStorage:
+        root = storage_root(storage_dir, settings)
+        if is_s3_uri(root):
+            loc = parse_s3_uri(root)
+            path = f"{loc.bucket}/{loc.prefix}" if loc.prefix else loc.bucket
+            return cls(uri=root, path=path, filesystem=_s3_filesystem(settings))
+        return cls(uri=root, path=root, filesystem=None)
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.path.rstrip("/"), *parts])
+
+    def experiment_uri(self, name: str) -> str:
+        return f"{self.uri}/{name}"
+
+    def read_text(self, rel: str) -> str | None:
+        """The text of `<root>/<rel>`, or None when it does not exist."""
+        if self.filesystem is None:
+            path = Path(self.join(rel))
+            return path.read_text() if path.is_file() else None
+        from pyarrow import fs
+
+        info = self.filesystem.get_file_info(self.join(rel))
+        if info.type != fs.FileType.File:
+            return None
+        with self.filesystem.open_input_stream(self.join(rel)) as stream:
+            return stream.read().decode()
+
+    def write_text(self, rel: str, text: str) -> None:
+        """Write `<root>/<rel>` whole (a local file is replaced atomically; an S3 put is atomic)."""
+        if self.filesystem is None:
+            from shared.results import atomic_write_text
+
+            atomic_write_text(Path(self.join(rel)), text)
+            return
+        with self.filesystem.open_output_stream(self.join(rel)) as stream:
+            stream.write(text.encode())
+
+    def can_restore(self, name: str) -> bool:
+        from ray import tune
+
+        try:
+            return tune.Tuner.can_restore(self.join(name), storage_filesystem=self.filesystem)
+        except Exception:  # a missing bucket prefix or folder: nothing to restore
+            return False

@@ -1,0 +1,67 @@
+"""The search's Tune experiment on the artifact store (the S3 loopback server), keyed by workflow uid.
+
+Nothing a retried hpo step needs lives in the pod: the experiment is `s3://<bucket>/hpo/<uid>`,
+the MLflow parent run carries the uid. A rerun after the search finished returns its result
+without a new search (slow: a real Ray search).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.settings import Settings
+from steps.hpo.storage import SearchStorage
+from tests.cluster.conftest import MLFLOW_BUCKET, S3PipelineData, S3Server, hpo_args, read_result
+
+UID = "wf-s3-storage-1"
+
+
+def _settings(s3_server: S3Server) -> Settings:
+    return Settings(
+        mlflow_s3_endpoint_url=s3_server.endpoint_url,
+        aws_access_key_id=s3_server.access_key_id,
+        aws_secret_access_key=s3_server.secret_access_key,
+    )
+
+
+@pytest.mark.slow
+def test_search_storage_reads_and_writes_on_s3(s3_server: S3Server):
+    storage = SearchStorage.open(f"s3://{MLFLOW_BUCKET}/hpo-helpers/", _settings(s3_server))
+    assert (
+        storage.path == f"{MLFLOW_BUCKET}/hpo-helpers" and storage.uri == f"s3://{MLFLOW_BUCKET}/hpo-helpers"
+    )
+    assert storage.read_text("search.json") is None
+    storage.write_text("search.json", '{"name": "x"}')
+    assert storage.read_text("search.json") == '{"name": "x"}'
+    assert not storage.can_restore("no-such-experiment")
+
+
+@pytest.mark.slow
+def test_workflow_search_lives_on_s3_and_a_rerun_reuses_it(
+    step_runner, s3_server: S3Server, s3_pipeline_data: S3PipelineData, tmp_path
+):
+    from mlflow import MlflowClient
+
+    out = tmp_path / "hpo"
+    args = hpo_args(s3_pipeline_data, out)
+    storage_uri = f"s3://{MLFLOW_BUCKET}/hpo"
+    args[args.index("--storage-dir") + 1] = storage_uri
+    args += ["--workflow-uid", UID, "--ray-num-cpus", "2"]
+    step_runner("steps.hpo", *args, timeout=900)
+    first = read_result(out / "result")
+
+    storage = SearchStorage.open(storage_uri, _settings(s3_server))
+    assert storage.can_restore(UID), "Tune's experiment is on S3, restorable by a new pod"
+    assert not (out / "tune").exists()
+
+    step_runner("steps.hpo", *args, timeout=900)  # the retry of a pod that died after the search
+    again = read_result(out / "result")
+    assert again["parent_run_id"] == first["parent_run_id"] and again["best_run_id"] == first["best_run_id"]
+    client = MlflowClient(step_runner.env["MLFLOW_TRACKING_URI"])
+    parent = client.get_run(first["parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.tags["argo_workflow_uid"] == UID
+    assert parent.data.tags["tune_experiment"] == f"{storage_uri}/{UID}"
+    children = client.search_runs(
+        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
+    )
+    assert len(children) == 2
