@@ -16,13 +16,13 @@ import pytest
 from serving.export import build_serving_artifact, find_serving_artifact
 from serving.onnx_backend import OnnxBackend
 from serving.settings import DEFAULT_BACKEND
-from tests.conftest import DATASET_DIR
+from tests.conftest import FIXTURE_DATASET_DIR
 
 TOLERANCE = 1e-5
 
 
-def _texts(split: str, n: int | None = None) -> list[str]:
-    texts = pd.read_parquet(DATASET_DIR / f"{split}.parquet")["text"].astype(str).tolist()
+def _texts(split: str, n: int | None = None, root: Path = FIXTURE_DATASET_DIR) -> list[str]:
+    texts = pd.read_parquet(root / f"{split}.parquet")["text"].astype(str).tolist()
     return texts[:n] if n else texts
 
 
@@ -62,13 +62,14 @@ def test_a_stale_or_mismatched_artifact_is_not_used(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_all_validation_texts_alone_vs_shuffled_batches_minilm(tmp_path):
+@pytest.mark.full_data
+def test_all_validation_texts_alone_vs_shuffled_batches_minilm(tmp_path, full_dataset_dir):
     """The packaged MiniLM (seeded 6-label head) on the whole validation split, default backend."""
     from benchmarks.serving_bench import build_model_dir
 
     model_dir = build_model_dir(tmp_path / "model")
-    backend = _backend(model_dir, DEFAULT_BACKEND, tmp_path, _texts("train"))
-    alone, batched = _alone_vs_shuffled(backend, _texts("validation"))
+    backend = _backend(model_dir, DEFAULT_BACKEND, tmp_path, _texts("train", root=full_dataset_dir))
+    alone, batched = _alone_vs_shuffled(backend, _texts("validation", root=full_dataset_dir))
     assert (alone.argmax(axis=1) == batched.argmax(axis=1)).all()
     assert np.abs(alone - batched).max() <= TOLERANCE
 
