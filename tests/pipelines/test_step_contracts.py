@@ -112,7 +112,7 @@ def test_output_parameters_are_result_fields(name, module, sub, args, outputs):
 def test_workflow_parameters_feeding_a_field_carry_its_name_and_default():
     """`max-epochs` feeds HpoInput.max_epochs; a default is written once, on the contract."""
     cluster_overrides = {"registry-url", "cpus-per-trial", "gpus-per-trial", "deploy-target"}
-    cluster_overrides.add("deploy-namespace")
+    cluster_overrides |= {"deploy-namespace", "storage-dir"}
     for spec in parameters.PARAMETERS:
         for model, field in spec.feeds:
             assert flag_name(field) == spec.name
