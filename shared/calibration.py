@@ -71,11 +71,34 @@ class TemperatureFit:
         return asdict(self)
 
 
+BOOTSTRAP_SAMPLES = 200
+BOOTSTRAP_AGREEMENT = 0.9  # share of resamples on which the temperature must lower the ECE
+
+
+def _ece_gain_is_real(logits: np.ndarray, labels: np.ndarray, temperature: float, bins: int) -> bool:
+    """Whether `temperature` lowers the ECE on at least 90% of bootstrap resamples of the fit data.
+
+    A temperature fitted to noise (say 0.99 on a model that is already well calibrated) lowers the
+    ECE of the rows it was fitted on, yet as often raises it on unseen rows; requiring the gain to
+    hold across resamples keeps 1.0 unless the correction is systematic.
+    """
+    rng = np.random.default_rng(0)
+    plain, scaled = softmax(logits), softmax(logits, temperature)
+    wins = 0
+    for _ in range(BOOTSTRAP_SAMPLES):
+        idx = rng.integers(0, len(labels), len(labels))
+        wins += expected_calibration_error(scaled[idx], labels[idx], bins) < expected_calibration_error(
+            plain[idx], labels[idx], bins
+        )
+    return wins >= BOOTSTRAP_AGREEMENT * BOOTSTRAP_SAMPLES
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS) -> TemperatureFit:
     """The temperature minimising the NLL of `labels`, kept only if it lowers both NLL and ECE.
 
     "Never make calibration worse": when the fitted temperature does not lower both the NLL and
-    the ECE on this data, the returned `temperature` is 1.0 (the fitted value is still reported).
+    the ECE on this data, or its ECE gain does not hold across bootstrap resamples (a fit to
+    noise), the returned `temperature` is 1.0 (the fitted value is still reported).
     """
     from scipy.optimize import minimize_scalar
 
@@ -95,7 +118,11 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray, bins: int = ECE_BINS
     nll_before, nll_fitted = nll(logits, labels), nll(logits, labels, fitted)
     ece_before = expected_calibration_error(softmax(logits), labels, bins)
     ece_fitted = expected_calibration_error(softmax(logits, fitted), labels, bins)
-    applied = nll_fitted < nll_before and ece_fitted < ece_before
+    applied = (
+        nll_fitted < nll_before
+        and ece_fitted < ece_before
+        and _ece_gain_is_real(logits, labels, fitted, bins)
+    )
     return TemperatureFit(
         temperature=fitted if applied else 1.0,
         fitted_temperature=fitted,

@@ -81,3 +81,20 @@ def test_model_dir_temperature_round_trip(tmp_path):
         read_temperature(tmp_path)
     with pytest.raises(ValueError):
         write_temperature(tmp_path, 0.0)
+
+
+def test_a_model_already_calibrated_keeps_temperature_one():
+    """Labels drawn from the model's own probabilities: any fitted temperature is noise, so 1.0 stays."""
+    import numpy as np
+
+    from shared.calibration import expected_calibration_error as ece
+    from shared.calibration import fit_temperature, softmax
+
+    rng = np.random.default_rng(1)  # a draw where the fitted 0.97 lowers this sample's NLL and ECE
+    logits = rng.normal(0.0, 2.0, size=(500, 6))
+    probs = softmax(logits)
+    labels = np.array([rng.choice(6, p=p) for p in probs])
+    fit = fit_temperature(logits, labels)
+    assert fit.temperature == 1.0 and not fit.applied
+    assert 0.9 < fit.fitted_temperature < 1.0
+    assert ece(softmax(logits, fit.fitted_temperature), labels) < ece(probs, labels)  # noise that "helps"

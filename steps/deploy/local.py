@@ -20,12 +20,12 @@ import signal
 import subprocess
 from pathlib import Path
 
+from serving.gated_app import GATE_TIMEOUT_ENV
 from shared.errors import StepError
 from shared.processes import port_is_free
 from shared.progress import NO_PROGRESS, Progress
 from steps.deploy import procs
 from steps.deploy.contract import DeployInput, DeployResult, Target
-from steps.deploy.gated_app import GATE_TIMEOUT_ENV
 from steps.deploy.probe import smoke_predict, wait_ready
 from steps.deploy.state import (
     PID_FILE,

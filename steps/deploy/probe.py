@@ -6,10 +6,9 @@ from collections.abc import Callable
 
 import httpx
 
+from serving.gated_app import SMOKE_TEXTS
 from shared.errors import StepError
 from shared.processes import NotReady, wait_http
-
-SMOKE_TEXTS = ["i feel wonderful today, everything went right"]
 
 
 def wait_ready(

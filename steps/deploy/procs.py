@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import socket
@@ -15,8 +16,9 @@ import psutil
 
 from shared.processes import log_tail as shared_log_tail
 
-GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
-APP_SPEC = "steps.deploy.gated_app:create_app()"
+# Code that runs inside the server processes lives in `serving/`.
+GUNICORN_CONF = Path(importlib.util.find_spec("serving").origin).with_name("gunicorn_conf.py")
+APP_SPEC = "serving.gated_app:create_app()"
 CONFIG_ENV_VAR = "EMOTION_SERVE_CONFIG"
 
 

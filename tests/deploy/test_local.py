@@ -19,9 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.gated_app import HealthGatedApp
 from shared.processes import free_port, port_is_free
 from steps.deploy import procs
-from steps.deploy.gated_app import HealthGatedApp
 from steps.deploy.local import status_local, stop_local
 from steps.deploy.state import ServingState, load_state, save_state
 

@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-from steps.deploy.probe import SMOKE_TEXTS
+SMOKE_TEXTS = ["i feel wonderful today, everything went right"]  # the gate's (and deploy's) smoke test
+
 
 log = logging.getLogger("uvicorn.error")  # the Uvicorn worker routes it to the server log
 

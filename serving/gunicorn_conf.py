@@ -25,7 +25,7 @@ os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
 
 bind = [_config["bind"]]
 workers = int(_config["workers"])
-worker_class = "steps.deploy.worker.DrainingUvicornWorker"
+worker_class = "serving.worker.DrainingUvicornWorker"
 graceful_timeout = int(_config["graceful_timeout"])
 timeout = int(_config["worker_timeout"])  # model loading happens before the first heartbeat
 raw_env = [f"{key}={value}" for key, value in sorted(_config["env"].items())]
