@@ -52,7 +52,7 @@ from hera.workflows.models import (
 )
 from pydantic import BaseModel
 
-from pipelines import cache_key, parameters, rayjob
+from pipelines import parameters
 from pipelines.contract_templates import (
     cli_args,
     result_args,
@@ -61,11 +61,13 @@ from pipelines.contract_templates import (
     workflow_fields,
     wp,
 )
-from pipelines.rayjob import CONFIG_MAP, FAILURE_CONDITION, S3_SECRET, SUCCESS_CONDITION
 from shared.step_cli import flag_name
+from steps import cache_keys as cache_key
+from steps import rayjob_manifest as rayjob
 from steps.deploy.contract import DeployInput, DeployResult
 from steps.dvc_fetch.contract import FetchInput, FetchResult
 from steps.hpo.contract import HpoInput, HpoResult, HpoResultQuery
+from steps.rayjob_manifest import CONFIG_MAP, FAILURE_CONDITION, S3_SECRET, SUCCESS_CONDITION
 from steps.register.contract import RegisterInput, RegisterResult
 from steps.tokenize.contract import TokenizeInput, TokenizeResult
 
@@ -181,7 +183,7 @@ def _search_space_input() -> RawArtifact:
 def cache_keys_template() -> Container:
     return _container(
         "cache-keys",
-        "pipelines.cache_key",
+        "steps.cache_keys",
         [arg for name in cache_key.INPUTS for arg in (f"--{name}", wp(name))],
         result=cache_key.CacheKeys,
         deadline=300,
@@ -284,11 +286,11 @@ def rayjob_manifest_template() -> Container:
         "--output",
         "{{outputs.artifacts.manifest.path}}",
     ]
-    # The search's fields follow `--`; `pipelines.rayjob` checks them against the hpo CLI.
+    # The search's fields follow `--`; `steps.rayjob_manifest` checks them against the hpo CLI.
     search = cli_args(HpoInput, hpo_search_fields(), fed_elsewhere=rayjob.ADDED_FIELDS)
     return _container(
         "hpo-rayjob-manifest",
-        "pipelines.rayjob",
+        "steps.rayjob_manifest",
         [*own, "--", *search],
         result=None,
         inputs=[Parameter(name="cache-key"), *_lineage_inputs(), _search_space_input()],

@@ -95,7 +95,7 @@ def test_images_are_built_with_the_commit_and_tagged_immutably():
 
 def test_the_workflow_default_image_tag_is_not_mutable():
     from pipelines import parameters
-    from pipelines.cache_key import MUTABLE_TAGS
+    from steps.cache_keys import MUTABLE_TAGS
 
     default = parameters.defaults()["image-tag"]
     assert default.lower() not in MUTABLE_TAGS

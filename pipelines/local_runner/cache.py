@@ -18,7 +18,7 @@ from pathlib import Path
 
 from shared.results import atomic_write_text
 
-NO_MEMO_PREFIX = "nomemo-"  # a memoize key meaning "do not memoize" (pipelines/cache_key.py)
+NO_MEMO_PREFIX = "nomemo-"  # a memoize key meaning "do not memoize" (steps/cache_keys.py)
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipelines import cache_key
 from pipelines.local_runner.cache import Cache
 from pipelines.local_runner.cache import cache_key as runner_cache_key
+from steps import cache_keys as cache_key
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

@@ -7,8 +7,9 @@ import re
 import pytest
 import yaml
 
-from pipelines import cache_key, rayjob
 from pipelines.argo_schema import rayjob_errors
+from steps import cache_keys as cache_key
+from steps import rayjob_manifest as rayjob
 from steps.hpo.config import DEFAULT_SEARCH_SPACE as DEFAULT_SEARCH_SPACE_FILE
 
 DEFAULT_SEARCH_SPACE = DEFAULT_SEARCH_SPACE_FILE.read_text()

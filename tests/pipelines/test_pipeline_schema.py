@@ -8,7 +8,7 @@ import pytest
 from argo_docs import templates_of
 
 from pipelines.argo_schema import argo_validator, rayjob_errors, workflow_errors
-from pipelines.rayjob import build_rayjob
+from steps.rayjob_manifest import build_rayjob
 
 
 def test_workflow_is_valid(workflow):

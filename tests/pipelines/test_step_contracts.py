@@ -15,8 +15,9 @@ import yaml
 from argo_docs import templates_of
 from pydantic import BaseModel
 
-from pipelines import cache_key, parameters
+from pipelines import parameters
 from shared.step_cli import build_parser, field_name, flag_name, parse_args, validate_input
+from steps import cache_keys as cache_key
 from steps.deploy.contract import DeployInput, DeployResult
 from steps.dvc_fetch.contract import FetchInput, FetchResult
 from steps.hpo.contract import HpoInput, HpoResult, HpoResultQuery
@@ -76,17 +77,17 @@ STEP_TEMPLATES = _step_templates()
 def test_every_step_module_of_the_workflow_has_a_contract():
     modules = {(module, sub) for _, module, sub, _, _ in STEP_TEMPLATES}
     assert set(CONTRACTS) <= modules, "a step contract is not used by any template"
-    unknown = modules - set(CONTRACTS) - {("pipelines.cache_key", None), ("pipelines.rayjob", None)}
+    unknown = modules - set(CONTRACTS) - {("steps.cache_keys", None), ("steps.rayjob_manifest", None)}
     assert not unknown, f"templates run modules without a known contract: {unknown}"
 
 
 @pytest.mark.parametrize("name,module,sub,args,outputs", STEP_TEMPLATES, ids=[t[0] for t in STEP_TEMPLATES])
 def test_template_arguments_parse_with_the_steps_cli_and_validate(name, module, sub, args, outputs):
-    if module == "pipelines.cache_key":  # its own small argparse contract: every input, then the result dir
+    if module == "steps.cache_keys":  # its own small argparse contract: every input, then the result dir
         flags = [a for a in args if a.startswith("--")]
         assert flags == [f"--{name}" for name in cache_key.INPUTS] + ["--result-dir"]
         return
-    if module == "pipelines.rayjob":
+    if module == "steps.rayjob_manifest":
         search = args[args.index("--") + 1 :]
         raw, _ = parse_args(HpoInput, search, prog="python -m steps.hpo")
         validate_input(HpoInput, {"tokenized_dir": "/data/tokenized", **raw})

@@ -1,6 +1,6 @@
 """The KubeRay RayJob that runs the hpo step's search on a Ray cluster (hpo-runner=rayjob).
 
-The manifest is rendered by a workflow task (`python -m pipelines.rayjob ...`) rather than written
+The manifest is rendered by a workflow task (`python -m steps.rayjob_manifest ...`) rather than written
 inline in the Argo resource template: Argo substitutes `{{...}}` into a manifest as raw text, which
 breaks YAML for multi-line values such as the search space, and a `{{...}}` in an integer field
 would not be valid against the CRD. Rendering it in Python serializes every value properly; the
@@ -189,7 +189,7 @@ ADDED_FIELDS = ("tokenized_dir", "search_space", "ray_address")
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """`python -m pipelines.rayjob <own flags> -- <hpo step flags>`: render the manifest."""
+    """`python -m steps.rayjob_manifest <own flags> -- <hpo step flags>`: render the manifest."""
     from shared.step_cli import build_parser
     from steps.hpo.contract import HpoInput
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.rayjob",
+        prog="python -m steps.rayjob_manifest",
         description="Render the KubeRay RayJob manifest that runs the hpo search (used by the workflow). "
         "The hpo step's flags follow `--`.",
     )

@@ -5,7 +5,7 @@ values such as ``emotion-v1.0.0`` or a model id with ``/`` cannot go into a key 
 expression tags (``{{=sprig...}}``) in memoize keys are unreliable on Argo and unsupported by the
 local runner. This task hashes each step's inputs into a key-safe string instead:
 
-    python -m pipelines.cache_key --registry-url URL --data-version V --data-path P --model M \
+    python -m steps.cache_keys --registry-url URL --data-version V --data-path P --model M \
         --max-length N --limit N --eval-limit N --seed S --image-tag T --result-dir DIR
 
 writes ``DIR/dvc-fetch`` and ``DIR/tokenize`` (plus ``result.json``).
@@ -174,7 +174,7 @@ def cache_keys(
 
 
 def main(argv: list[str] | None = None) -> CacheKeys:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.cache_key", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m steps.cache_keys", description=__doc__.split("\n")[0])
     for flag in INPUTS:
         parser.add_argument(f"--{flag}", required=True)
     parser.add_argument("--result-dir", type=Path, required=True)
