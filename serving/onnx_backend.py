@@ -24,6 +24,7 @@ import hashlib
 import logging
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,7 +112,7 @@ def export_onnx(model_dir: Path, out_path: Path) -> None:
 
     # The tracer warns about shape checks it freezes (padding of the mask, causal flag): both are
     # constant for an encoder with a full attention mask; the tests compare outputs with torch.
-    with torch.no_grad(), warnings.catch_warnings():
+    with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             _Logits().eval(),
@@ -123,6 +124,11 @@ def export_onnx(model_dir: Path, out_path: Path) -> None:
             opset_version=OPSET,
             dynamo=False,
         )
+
+
+# torch.onnx.export keeps global state (GLOBALS.in_onnx_export): two exports at once in one process
+# (two register calls in threads, a server exporting while another model loads) must take turns.
+_EXPORT_LOCK = threading.Lock()
 
 
 def quantize_int8(fp32_path: Path, out_path: Path) -> None:

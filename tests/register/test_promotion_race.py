@@ -37,7 +37,8 @@ def test_racing_register_steps_leave_the_better_model_champion_and_record_both(
             parent_run_id=search.parent_run_id,
             dataset_dir=dataset_dir,
             model_name=name,
-            promotion_tolerance=0.0,
+            accuracy_tolerance=0.0,
+            f1_macro_tolerance=0.0,
             eval_limit=LIMIT,
         )
         return register(inp, register_settings.model_copy(update={"argo_workflow_uid": uid}))
@@ -91,7 +92,8 @@ def test_racing_register_steps_leave_the_better_model_champion_and_record_both(
         history = json.loads(version.tags[promotion.HISTORY_TAG])
         assert last == history[-1] and last["workflow_uid"] == uid
         assert last["challenger_version"] == str(result.version)
-        assert last["tolerance"] == 0.0 and last["metric"] == "accuracy"
+        assert last["tolerance"] == {"accuracy": 0.0, "f1_macro": 0.0}
+        assert last["metric"] == "accuracy,f1_macro"
         assert last["challenger_metrics"]["accuracy"] == pytest.approx(result.challenger_accuracy)
         assert history[0]["champion_version"] == "1"  # both gates first ran against v1
     worse_history = json.loads(
