@@ -151,11 +151,12 @@ def test_pipeline_end_to_end_through_s3_without_leaking_credentials(
         tables = [r[0] for r in db.execute("select name from sqlite_master where type='table'")]
         dump = "\n".join(str(row) for table in tables for row in db.execute(f'select * from "{table}"'))
     roots = (s3_pipeline_data.registry, local_search.out_dir, tmp_path, db_path.parent)
-    stored = [p.read_bytes() for p in _files_under(*roots)]
-    stored += list(mlflow_objects.values()) + list(dvc_objects.values())
+    stored = {str(p): p.read_bytes() for p in _files_under(*roots)}
+    stored.update({f"s3:{k}": v for k, v in {**mlflow_objects, **dvc_objects}.items()})
     for secret in secrets:
         assert secret not in records
         assert secret not in dump
-        assert all(secret.encode() not in blob for blob in stored)
+        leaked = [name for name, blob in stored.items() if secret.encode() in blob]
+        assert not leaked, f"credential stored in {leaked}"
     assert len(dump) > 1000 and len(stored) > 20  # the greps did look at real content
     assert os.environ.get("AWS_SECRET_ACCESS_KEY") != s3_server.secret_access_key  # only children got it
