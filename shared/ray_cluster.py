@@ -150,10 +150,14 @@ CREDENTIAL_ENV_VARS = (
 
 @contextmanager
 def credentials_hidden_from_ray_tune() -> Iterator[None]:
-    """Run `tuner.fit()` inside this: the S3 credentials are out of `os.environ` meanwhile, so
-    Ray Tune does not put them into the trials' runtime env (and so into Ray's logs)."""
-    saved = {k: os.environ.pop(k) for k in CREDENTIAL_ENV_VARS if k in os.environ}
+    """Run `tuner.fit()` inside this: Ray Tune does not copy the S3 credentials into the trials'
+    runtime env (and so into Ray's logs) meanwhile. They stay in this process's environment, where
+    the AWS SDK of the search's storage (and the trial processes, which inherit it) reads them."""
+    from ray.tune.execution.class_cache import ENV_VARS_TO_PROPAGATE
+
+    hidden = {k for k in CREDENTIAL_ENV_VARS if k in ENV_VARS_TO_PROPAGATE}
+    ENV_VARS_TO_PROPAGATE.difference_update(hidden)
     try:
         yield
     finally:
-        os.environ.update(saved)
+        ENV_VARS_TO_PROPAGATE.update(hidden)

@@ -38,9 +38,9 @@ def _s3_filesystem(settings: Settings):
     if endpoint:
         kwargs["endpoint_override"] = endpoint
         kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
-    if settings.aws_access_key_id and settings.aws_secret_access_key:
-        kwargs["access_key"] = settings.aws_access_key_id.get_secret_value()
-        kwargs["secret_key"] = settings.aws_secret_access_key.get_secret_value()
+    # No explicit keys: the AWS SDK reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment.
+    # Ray Tune pickles this filesystem into the experiment it stores (tuner.pkl, on S3 itself), and
+    # a pickled S3FileSystem carries any keys it was given in clear text.
     kwargs["region"] = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
     return fs.S3FileSystem(**kwargs)
 

@@ -16,6 +16,13 @@ from tests.cluster.conftest import MLFLOW_BUCKET, S3PipelineData, S3Server, hpo_
 UID = "wf-s3-storage-1"
 
 
+@pytest.fixture(autouse=True)
+def _credentials_in_env(s3_server: S3Server, monkeypatch):
+    """As in a pod: the AWS SDK of the search storage reads the keys from the environment."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key_id)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_access_key)
+
+
 def _settings(s3_server: S3Server) -> Settings:
     return Settings(
         mlflow_s3_endpoint_url=s3_server.endpoint_url,
@@ -52,6 +59,14 @@ def test_workflow_search_lives_on_s3_and_a_rerun_reuses_it(
 
     storage = SearchStorage.open(storage_uri, _settings(s3_server))
     assert storage.can_restore(UID), "Tune's experiment is on S3, restorable by a new pod"
+    # Tune pickles its storage filesystem into the experiment (tuner.pkl): no credential in it
+    from tests.cluster.test_s3_pipeline import _s3_objects
+
+    experiment = {k: v for k, v in _s3_objects(s3_server, MLFLOW_BUCKET).items() if k.startswith("hpo/")}
+    assert any(k.endswith("tuner.pkl") for k in experiment), sorted(experiment)[:10]
+    for secret in (s3_server.secret_access_key, s3_server.access_key_id):
+        leaked = [k for k, blob in experiment.items() if secret.encode() in blob]
+        assert not leaked, f"credential stored in {leaked}"
     assert not (out / "tune").exists()
 
     step_runner("steps.hpo", *args, timeout=900)  # the retry of a pod that died after the search
