@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,29 @@ def _no_dataset(reason: str, revision: str) -> StepError:
         f"either set {DATASET_DIR_ENV} to a dataset folder (<split>.parquet + metadata.json), or allow "
         "network access to the Hub (unset HF_HUB_OFFLINE; HF_ENDPOINT may name a mirror)"
     )
+
+
+PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def hub_unreachable(endpoint: str, timeout_s: float = 10.0) -> str | None:
+    """Why the Hub endpoint cannot be reached (name not resolved, connection refused...), else None.
+
+    One TCP connection, before any download: huggingface_hub would retry an unreachable host five
+    times with back-off (about 25 s of warnings) before failing. Behind a proxy the proxy resolves
+    the name, so no probe is made.
+    """
+    if any(os.environ.get(name) for name in PROXY_ENV):
+        return None
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host, port = url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"cannot connect to {host}:{port}: {exc.strerror or exc.__class__.__name__}"
+    return None
 
 
 def verify_hub_split(path: Path, split: str, expected: HubSplit) -> Any:
@@ -210,6 +234,8 @@ def download_from_hub(
 
     offline = hf_constants.is_offline_mode()  # HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), as read at import
     endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    if not offline and (reason := hub_unreachable(endpoint or hf_constants.ENDPOINT)):
+        raise _no_dataset(f"Hub unreachable: {reason}", revision)
     hub_files: dict[str, Path] = {}
     for split, spec in HUB_SPLITS.items():
         try:

@@ -171,6 +171,21 @@ def test_make_registry_offline_without_a_dataset_fails_in_one_clear_line(tmp_pat
     assert not (repo / ".local" / "data-registry").exists()
 
 
+def test_make_registry_with_the_hub_unreachable_fails_at_once_in_one_clear_line(tmp_path):
+    """No HF_HUB_OFFLINE, but no Hub either (here a closed loopback port): no retries, one line."""
+    from shared.processes import free_port
+
+    repo = fresh_copy(tmp_path)
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    proc = make_registry(repo, HF_ENDPOINT=endpoint, HF_HUB_OFFLINE="0", HF_HOME=str(tmp_path / "hf"))
+    assert proc.returncode != 0
+    ours = [line for line in proc.stderr.splitlines() if not re.match(r"make(\[\d+\])?: ", line)]
+    assert len(ours) == 1, proc.stderr
+    assert ours[0].startswith("data-registry: error: no emotion dataset:")
+    assert f"Hub unreachable: cannot connect to {endpoint[len('http://') :]}" in ours[0]
+    assert "EMOTION_DATASET_DIR" in ours[0] and "network access" in ours[0]
+
+
 def test_make_registry_downloads_from_the_hub_when_no_folder_is_there(full_dataset_dir, tmp_path):
     """The real pinned figures: the loopback Hub serves the full dataset, in the Hub's own format."""
     hub = serve(full_dataset_dir)
