@@ -25,11 +25,16 @@ help:
 	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
 	@echo "make compile    recompile the Argo YAML from the Hera definitions"
 
+# KServe's v2 REST client for the protocol tests, without its dependency tree: `kserve` pins
+# pandas<3, protobuf<7 and psutil<6 and would downgrade the environment (see pyproject.toml).
+KSERVE_CLIENT := kserve==0.21.0 cloudevents==1.13.0 deprecation==2.1.0 timing-asgi==0.3.2 grpc-interceptor==0.15.4
+
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps $(KSERVE_CLIENT)
 	@touch $(STAMP)
 
 install: $(STAMP)
