@@ -1,25 +1,31 @@
 """Dynamic micro-batching with bounded admission, deadlines and length-aware batches.
 
 Requests put their texts on a queue and await a future. A collector task on the event loop takes
-the first waiting request, then more until the batch holds `max_batch_size` texts or `max_wait_ms`
-has passed. The batch's texts are sorted by length and cut into sub-batches wherever padding
-would waste too much (`length_ratio`), so short texts do not pay for a long one's padding. Each
-sub-batch is tokenized in a *preparation* thread and run in an *inference* thread: the next batch
-is tokenized while this one computes, and neither ever runs on the event loop.
+the waiting requests: when nothing is computing it dispatches them at once (a lone request never
+waits for company); while a batch computes it keeps collecting until the batch holds
+`max_batch_size` texts or `max_wait_ms` has passed. The batch's texts are sorted by length and cut
+into sub-batches wherever padding would waste too much (`length_ratio`), so short texts do not pay
+for a long one's padding. Each sub-batch is tokenized in a *preparation* thread and run in an
+*inference* thread: the next batch is tokenized while this one computes, and neither ever runs on
+the event loop.
 
-Overload: at most `max_queued_texts` texts wait at once, and no more than the batcher expects to
-finish within `deadline_ms` (queued texts x the measured seconds per text, a moving average, so the
-bound shrinks by itself when the CPU is contended); a request that would go past either is refused
-at once with `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request
-still waiting `deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting
-a late answer. Scores are exact per text (the backends are batch-invariant), so how
-texts are grouped never changes an answer.
+Overload: at most `max_queued_texts` texts wait at once, and no more work is admitted than the
+batcher expects to finish well within `deadline_ms` (texts waiting or computing x the measured
+inference seconds per text, a moving average timed inside the inference thread, so the bound
+shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
+for the request's own batch). A request that would go past either bound is refused at once with
+`Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request still waiting
+`deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting a late
+answer. Scores are exact per text (the backends are batch-invariant), so how texts are grouped
+never changes an answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -34,6 +40,10 @@ log = logging.getLogger(__name__)
 PrepareFn = Callable[[list[str]], Any]
 InferFn = Callable[[Any], np.ndarray]
 BatchObserver = Callable[[int, float], None]
+
+# Admission plans queueing waits up to this share of the deadline; the rest is the request's own
+# batch (tokenize + inference) and its answer, so admitted requests finish within the deadline.
+ADMISSION_SHARE = 0.8
 
 
 class BatcherClosed(RuntimeError):
@@ -80,6 +90,7 @@ class MicroBatcher:
         on_shed: Callable[[str], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
         thread_initializer: Callable[[], None] | None = None,
+        loop_niceness: int = 0,
     ) -> None:
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be at least 1")
@@ -95,6 +106,8 @@ class MicroBatcher:
         self._on_shed = on_shed
         self._on_queue_depth = on_queue_depth
         self._thread_initializer = thread_initializer
+        self.loop_niceness = loop_niceness
+        self._loop_priority: tuple[int, int] | None = None  # (thread id, its priority before start)
         self._pending: deque[_Job] = deque()
         self._queued_texts = 0
         self._wakeup: asyncio.Event | None = None
@@ -103,7 +116,8 @@ class MicroBatcher:
         self._infer_pool: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task] = set()
-        self.seconds_per_text = 0.0  # moving average of a batch's wall time per text
+        self._inflight_texts = 0  # collected, being tokenized or computed
+        self.seconds_per_text = 0.0  # moving average of the inference thread's seconds per text
 
     def admits(self, n: int) -> bool:
         """Whether `n` more texts fit: under the queue bound and, by the measured rate, the deadline.
@@ -115,7 +129,8 @@ class MicroBatcher:
             return True
         if self.max_queued_texts and queued + n > self.max_queued_texts:
             return False
-        return not (self.deadline_s and (queued + n) * self.seconds_per_text > self.deadline_s)
+        ahead = queued + self._inflight_texts + n
+        return not (self.deadline_s and ahead * self.seconds_per_text > ADMISSION_SHARE * self.deadline_s)
 
     @property
     def queued_texts(self) -> int:
@@ -130,9 +145,46 @@ class MicroBatcher:
             max_workers=1, thread_name_prefix="inference", initializer=self._thread_initializer
         )
         self._task = asyncio.get_running_loop().create_task(self._collect_forever(), name="micro-batcher")
+        if self.loop_niceness:
+            self._lower_loop_priority()
+
+    def _lower_loop_priority(self) -> None:
+        """Give the event-loop thread a lower CPU priority than the tokenize and inference threads.
+
+        Under a flood of requests that are refused (clients that resend at once after a 503), the
+        event loop would otherwise take the cores from the inference it feeds, and the admitted
+        requests would slow down with every refusal. Linux applies `setpriority` to one thread; the
+        pool threads are started first so they keep the normal priority. The loop thread's priority
+        is set (not lowered again on each start) and restored by `stop` where allowed. Best effort:
+        elsewhere, or without the right, nothing changes.
+        """
+        for pool in (self._prepare_pool, self._infer_pool):
+            pool.submit(int).result()  # start the pool's thread now, at the loop's current priority
+        try:
+            tid = threading.get_native_id()
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, current + self.loop_niceness))
+            self._loop_priority = (tid, current)
+        except (AttributeError, OSError) as exc:  # not Linux, or not allowed
+            log.info("event loop priority left as it is: %s", exc)
+
+    def _restore_loop_priority(self) -> None:
+        if self._loop_priority is None:
+            return
+        tid, original = self._loop_priority
+        self._loop_priority = None
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, original)
+        except OSError:  # raising a priority again needs a privilege: the thread stays lowered
+            log.info("event loop priority not restored (needs CAP_SYS_NICE)")
+
+    def reset_rate(self) -> None:
+        """Forget the measured seconds per text (warm-up passes are slow and unrepresentative)."""
+        self.seconds_per_text = 0.0
 
     async def stop(self) -> None:
         """Stop collecting; requests still queued fail with BatcherClosed."""
+        self._restore_loop_priority()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -160,7 +212,8 @@ class MicroBatcher:
                 self._on_shed("queue_full")
             raise Overloaded(
                 f"server is at capacity ({self._queued_texts} texts queued, limit {self.max_queued_texts}, "
-                f"about {1000 * self._queued_texts * self.seconds_per_text:.0f} ms of work); retry later",
+                f"about {1000 * (self._queued_texts + self._inflight_texts) * self.seconds_per_text:.0f} ms "
+                "of work); retry later",
                 self.retry_after_s,
             )
         loop = asyncio.get_running_loop()
@@ -203,6 +256,7 @@ class MicroBatcher:
                 self._slots.release()
                 continue
             groups = self._length_groups(jobs)
+            self._inflight_texts += sum(len(job.texts) for job in jobs)
             # the first group takes the slot already held; the others wait for theirs in order
             task = loop.create_task(self._run_groups(groups))
             self._running.add(task)
@@ -228,7 +282,8 @@ class MicroBatcher:
                 jobs.append(job)
                 size += len(job.texts)
             remaining = started + self.max_wait_s - loop.time()
-            if size >= self.max_batch_size or remaining <= 0 or (self._pending and jobs):
+            idle = not self._inflight_texts  # nothing computing: waiting for company only adds latency
+            if size >= self.max_batch_size or remaining <= 0 or (self._pending and jobs) or (idle and jobs):
                 return jobs
             self._wakeup.clear()
             try:
@@ -258,12 +313,21 @@ class MicroBatcher:
     async def _run_groups(self, groups: list[list[tuple[_Job, int, str]]]) -> None:
         loop = asyncio.get_running_loop()
         for k, group in enumerate(groups):
-            if k:
-                await self._slots.acquire()
             try:
-                await self._run_group(loop, group)
+                if k:
+                    await self._slots.acquire()
+                try:
+                    await self._run_group(loop, group)
+                finally:
+                    self._slots.release()
             finally:
-                self._slots.release()
+                self._inflight_texts -= len(group)
+
+    def _timed_infer(self, feeds: Any) -> tuple[np.ndarray, float]:
+        """The inference call and its duration, measured in the inference thread (the queue's pace)."""
+        started = time.perf_counter()
+        probs = self._infer_fn(feeds)
+        return probs, time.perf_counter() - started
 
     async def _run_group(self, loop, group: list[tuple[_Job, int, str]]) -> None:
         group = [item for item in group if not item[0].failed and not item[0].future.done()]
@@ -273,7 +337,7 @@ class MicroBatcher:
         started = time.perf_counter()
         try:
             feeds = await loop.run_in_executor(self._prepare_pool, self._prepare_fn, texts)
-            probs = await loop.run_in_executor(self._infer_pool, self._infer_fn, feeds)
+            probs, infer_s = await loop.run_in_executor(self._infer_pool, self._timed_infer, feeds)
         except asyncio.CancelledError:
             for job, _, _ in group:
                 self._fail(job, BatcherClosed("server is shutting down"))
@@ -284,9 +348,9 @@ class MicroBatcher:
                 self._fail(job, exc)
             return
         elapsed = time.perf_counter() - started
-        per_text = elapsed / len(texts)
+        per_text = infer_s / len(texts)
         self.seconds_per_text = (
-            per_text if not self.seconds_per_text else 0.8 * self.seconds_per_text + 0.2 * per_text
+            per_text if not self.seconds_per_text else 0.9 * self.seconds_per_text + 0.1 * per_text
         )
         if self._on_batch is not None:
             self._on_batch(len(texts), elapsed)

@@ -22,6 +22,9 @@ _config = json.loads(_config_path.read_text())
 # path is per config file, so a candidate instance never mixes its samples with the live server's.
 _metrics_dir = _config_path.with_name(f".prometheus-{_config_path.stem}")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_dir)
+# One tokenize thread per worker: the tokenizer's own thread pool would oversubscribe the cores the
+# workers already share (as `python -m serving` does, serving/__main__.py).
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 bind = [_config["bind"]]
 workers = int(_config["workers"])

@@ -8,6 +8,7 @@ warm-up inference with sane output) has succeeded; a failure at any point leaves
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from dataclasses import dataclass, field
@@ -35,6 +36,17 @@ WARMUP_TEXTS = (
     "i feel wonderful today",
     "i have been feeling rather anxious about the exam tomorrow and i cannot sleep at all tonight",
 )
+
+
+def freeze_heap() -> None:
+    """Move everything loaded so far (libraries, model, tokenizer) out of the garbage collector's view.
+
+    The server's heap is mostly long-lived objects; a full collection walks all of them while holding
+    the GIL, stalling the event loop and the inference thread alike (a tail-latency spike). After
+    `gc.freeze()` collections only visit what requests allocate.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -76,6 +88,7 @@ class ModelRuntime:
                 deadline_ms=st.deadline_ms,
                 retry_after_s=st.retry_after_s,
                 length_ratio=st.length_ratio,
+                loop_niceness=st.loop_niceness,
                 on_batch=self.metrics.observe_batch,
                 on_shed=self.metrics.observe_shed,
                 on_queue_depth=self.metrics.queue_depth.set,
@@ -86,6 +99,8 @@ class ModelRuntime:
             batcher.start()
             self.batcher = batcher
             await self._warm_up(batcher, len(backend.labels))
+            batcher.reset_rate()  # admission paces itself on real traffic, not on the first slow passes
+            freeze_heap()
         except asyncio.CancelledError:
             await self.close()
             raise

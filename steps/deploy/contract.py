@@ -26,7 +26,15 @@ class DeployInput(BaseModel):
     serving_port: int = Field(
         default=8000, ge=1, le=65535, description="local: the port the server listens on"
     )
-    workers: int = Field(default=1, ge=1, le=16, description="local: Uvicorn worker processes")
+    workers: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=(
+            "local: Uvicorn worker processes (0: one per core given to the server, each with one "
+            "inference thread: the fastest arrangement measured, docs/benchmarks.md)"
+        ),
+    )
     ready_timeout_s: float = Field(
         default=300.0, gt=0, description="local: how long a new instance may take to pass its gate"
     )

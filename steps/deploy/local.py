@@ -47,11 +47,21 @@ CANDIDATE_CONFIG_FILE = "candidate.json"
 CANDIDATE_LOG_FILE = "candidate.log"
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), i.e. the ones given to the server."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def worker_count(requested: int, cores: int | None = None) -> int:
+    """Gunicorn workers: as requested, or one per core (0). One single-threaded inference per core
+    beats fewer workers with more intra-op threads on small batches (docs/benchmarks.md)."""
+    return requested or (cores or available_cores())
+
+
 def serve_threads(workers: int, cores: int | None = None) -> int:
     """Inference threads per worker so that the workers together use every core given to the server."""
-    if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, workers))
+    cores = cores or available_cores()
+    return max(1, cores // max(1, worker_count(workers, cores)))
 
 
 def _server_env(inp: DeployInput, host: str, port: int) -> dict[str, str]:
@@ -68,7 +78,7 @@ def _server_env(inp: DeployInput, host: str, port: int) -> dict[str, str]:
 def _server_config(inp: DeployInput, bind: str, host: str, port: int, log_file: Path, pid_file: Path | None):
     return ServerConfig(
         bind=bind,
-        workers=inp.workers,
+        workers=worker_count(inp.workers),
         graceful_timeout=inp.graceful_timeout_s,
         worker_timeout=int(inp.ready_timeout_s) + 60,  # a worker's first heartbeat comes after its gate
         log_file=str(log_file),

@@ -340,3 +340,21 @@ def test_workflow_deploy_rolls_out_its_register_steps_version_while_another_is_c
         MlflowClient(tracking_uri=registry, registry_uri=registry).delete_registered_model_alias(
             MODEL, "champion"
         )
+
+
+def test_default_server_runs_one_single_threaded_worker_per_core(monkeypatch):
+    import steps.deploy.local as local
+    from steps.deploy.contract import DeployInput
+
+    def config(cores: int, **fields):
+        monkeypatch.setattr(local, "available_cores", lambda: cores)
+        inp = DeployInput(model_uri="models:/m/1", **fields)
+        return local._server_config(inp, "127.0.0.1:0", "127.0.0.1", 0, Path("log"), None)
+
+    for cores in (1, 2, 8):
+        default = config(cores)
+        assert (default.workers, default.env["SERVE_THREADS"]) == (cores, "1")
+    explicit = config(8, workers=2)  # fewer workers: the cores are split between their threads
+    assert (explicit.workers, explicit.env["SERVE_THREADS"]) == (2, "4")
+    pinned = config(8, workers=2, serve_env={"SERVE_THREADS": "1"})  # an explicit SERVE_THREADS wins
+    assert pinned.env["SERVE_THREADS"] == "1"

@@ -118,3 +118,16 @@ def test_predict_is_503_while_loading(tiny_model_dir, tmp_path, monkeypatch):
         assert predict.status_code == 503 and "not ready" in predict.json()["detail"]
         wait_ready(c.get)
         assert c.post("/predict", json={"texts": ["hello"]}).status_code == 200
+
+
+def test_a_ready_server_has_frozen_its_heap_and_paces_admission_on_traffic_only(tiny_model_dir, tmp_path):
+    import gc
+
+    app = create_app(make_settings(tiny_model_dir, tmp_path), tracking_uri="unused")
+    with TestClient(app) as fresh:
+        wait_ready(fresh.get)
+        batcher = app.state.runtime.batcher
+        assert gc.get_freeze_count() > 0  # the loaded libraries and model are out of the collector's way
+        assert batcher.seconds_per_text == 0  # the slow warm-up passes were forgotten
+        fresh.post("/predict", json={"texts": ["i feel fine"]}).raise_for_status()
+        assert batcher.seconds_per_text > 0  # measured again from requests

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import threading
 
 import numpy as np
@@ -85,6 +87,49 @@ def test_a_full_batch_runs_without_waiting_for_the_deadline():
     assert [len(b) for b in model.batches] == [32]
 
 
+def test_a_lone_request_is_dispatched_at_once_when_nothing_computes():
+    model = RecordingModel()
+
+    async def scenario():
+        # a 10-minute collection window: only dispatching without waiting for company can finish
+        batcher = MicroBatcher(list, model, max_batch_size=32, max_wait_ms=600_000)
+        batcher.start()
+        out = await asyncio.wait_for(batcher.predict(["t-1"]), timeout=60)
+        await batcher.stop()
+        return out
+
+    assert run(scenario())[:, 1].tolist() == [1.0]
+    assert model.batches == [["t-1"]]
+
+
+def test_requests_arriving_while_a_batch_computes_are_collected_into_the_next_batch():
+    release = threading.Event()
+    batches: list[list[str]] = []
+
+    def infer(texts: list[str]) -> np.ndarray:
+        batches.append(list(texts))
+        if texts == ["t-0"]:
+            release.wait(30)  # the first batch computes until the others have queued
+        return np.array([[len(t), float(t.split("-")[-1])] for t in texts])
+
+    async def scenario():
+        batcher = MicroBatcher(list, infer, max_batch_size=8, max_wait_ms=0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.predict(["t-0"]))
+        while not batches:
+            await asyncio.sleep(0.01)
+        rest = [asyncio.ensure_future(batcher.predict([f"t-{i}"])) for i in range(1, 6)]
+        await asyncio.sleep(0.05)
+        release.set()
+        out = await asyncio.gather(first, *rest)
+        await batcher.stop()
+        return out
+
+    out = run(scenario())
+    assert [o[0, 1] for o in out] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    assert batches == [["t-0"], [f"t-{i}" for i in range(1, 6)]]
+
+
 def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving():
     model = RecordingModel(fail_on="bad-1")
 
@@ -117,3 +162,33 @@ def test_stopped_batcher_refuses_and_fails_queued_requests():
 
     results = run(scenario())
     assert all(isinstance(r, BatcherClosed) for r in results)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="per-thread priorities are a Linux feature")
+def test_the_event_loop_runs_at_a_lower_priority_than_inference_and_is_restored_on_stop():
+    seen: dict[str, int] = {}
+
+    def infer(texts: list[str]) -> np.ndarray:
+        seen["inference"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        return np.zeros((len(texts), 2))
+
+    def in_thread() -> None:  # a thread of its own: the test runner's priority is never touched
+        async def scenario():
+            loop_tid = threading.get_native_id()
+            seen["before"] = os.getpriority(os.PRIO_PROCESS, loop_tid)
+            batcher = MicroBatcher(list, infer, loop_niceness=3)
+            batcher.start()
+            seen["loop"] = os.getpriority(os.PRIO_PROCESS, loop_tid)
+            await batcher.predict(["a"])
+            await batcher.stop()
+            seen["after"] = os.getpriority(os.PRIO_PROCESS, loop_tid)
+
+        asyncio.run(scenario())
+
+    worker = threading.Thread(target=in_thread)
+    worker.start()
+    worker.join(60)
+    assert seen["loop"] == min(19, seen["before"] + 3)
+    assert seen["inference"] == seen["before"]  # inference keeps the normal priority
+    if os.geteuid() == 0:  # raising a priority back needs CAP_SYS_NICE
+        assert seen["after"] == seen["before"]

@@ -102,7 +102,7 @@ def test_ten_thousand_requests_no_failures_flat_memory(tiny_model_dir, tmp_path)
     }
     passes, texts = values["serving_batch_size_count"], values["serving_batch_size_sum"]
     single = values['serving_batch_size_bucket{le="1.0"}']
-    assert texts >= TOTAL_REQUESTS and passes <= TOTAL_REQUESTS + 2, values
+    assert texts >= TOTAL_REQUESTS, values  # every request's texts were computed (1-3 each)
     assert passes - single >= 10, f"only {passes - single:g} forward passes merged requests: {values}"
     assert texts / passes >= 1.5, f"{texts / passes:.2f} texts per forward pass: no real batching: {values}"
     assert proc.returncode in (0, -15)  # graceful shutdown on SIGTERM
