@@ -11,7 +11,7 @@ the event loop.
 
 Overload: at most `max_queued_texts` texts wait at once, and no more work is admitted than the
 batcher expects to finish well within `deadline_ms` (texts waiting or computing x the measured
-inference seconds per text, a moving average timed inside the inference thread, so the bound
+seconds per text, a moving average of how long each batch held the pipeline, so the bound
 shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
 for the request's own batch). A request that would go past either bound is refused at once with
 `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request still waiting
@@ -43,7 +43,7 @@ BatchObserver = Callable[[int, float], None]
 
 # Admission plans queueing waits up to this share of the deadline; the rest is the request's own
 # batch (tokenize + inference) and its answer, so admitted requests finish within the deadline.
-ADMISSION_SHARE = 0.8
+ADMISSION_SHARE = 0.6
 
 
 class BatcherClosed(RuntimeError):
@@ -117,7 +117,8 @@ class MicroBatcher:
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task] = set()
         self._inflight_texts = 0  # collected, being tokenized or computed
-        self.seconds_per_text = 0.0  # moving average of the inference thread's seconds per text
+        self.seconds_per_text = 0.0  # moving average of the pipeline's seconds per text (see _run_group)
+        self._last_done = 0.0  # perf_counter of the last group's completion
 
     def admits(self, n: int) -> bool:
         """Whether `n` more texts fit: under the queue bound and, by the measured rate, the deadline.
@@ -347,8 +348,14 @@ class MicroBatcher:
             for job, _, _ in group:
                 self._fail(job, exc)
             return
-        elapsed = time.perf_counter() - started
-        per_text = infer_s / len(texts)
+        done = time.perf_counter()
+        elapsed = done - started
+        # The queue's pace: how long this group held the pipeline. When it was already waiting as the
+        # previous group finished, that is the gap between the two completions (inference plus every
+        # hand-off and wait for the CPU the event loop took); it is never less than the inference.
+        held = done - max(started, self._last_done)
+        self._last_done = done
+        per_text = max(infer_s, held) / len(texts)
         self.seconds_per_text = (
             per_text if not self.seconds_per_text else 0.9 * self.seconds_per_text + 0.1 * per_text
         )
