@@ -10,7 +10,7 @@ for a long one's padding. Each sub-batch is tokenized in a *preparation* thread 
 the event loop.
 
 Overload: at most `max_queued_texts` texts wait at once, and no more work is admitted than the
-batcher expects to finish well within `deadline_ms` (texts waiting or computing x the measured
+batcher expects to finish within `deadline_ms` (texts waiting or computing x the measured
 seconds per text, a moving average of how long each batch held the pipeline, so the bound
 shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
 for the request's own batch). A request that would go past either bound is refused at once with
@@ -41,9 +41,11 @@ PrepareFn = Callable[[list[str]], Any]
 InferFn = Callable[[Any], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
-# Admission plans queueing waits up to this share of the deadline; the rest is the request's own
-# batch (tokenize + inference) and its answer, so admitted requests finish within the deadline.
-ADMISSION_SHARE = 0.6
+# Admission admits work ahead (waiting + computing, at the measured pace) up to this share of the
+# deadline. A smaller share shortens admitted waits under a flood, but the pace is measured noisily
+# on a busy box, and refusing clients that resend at once makes the box busier: at 0.6 a 64-client
+# load tipped into a flood of refusals once (docs/benchmarks.md); at 1.0 it never did.
+ADMISSION_SHARE = 1.0
 
 
 class BatcherClosed(RuntimeError):
