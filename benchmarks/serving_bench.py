@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -138,31 +140,82 @@ def server_cpu_seconds(pid: int) -> float:
     return total
 
 
+def shed_counts(url: str) -> dict[str, float]:
+    """The server's `serving_shed_requests` counters by reason (queue_full: refused on arrival,
+    deadline: refused after waiting), summed over its workers, from `/metrics`."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    counts: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text):
+        if family.name == "serving_shed_requests":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    reason = sample.labels["reason"]
+                    counts[reason] = counts.get(reason, 0) + sample.value
+    return counts
+
+
 WRK_SCRIPT = ROOT / "benchmarks" / "wrk_predict.lua"
 
 
 def run_wrk(url: str, concurrency: int, duration_s: float, texts_file: Path, timeout_s: float = 10) -> dict:
-    """One wrk run (one thread, `concurrency` connections): the Lua script's JSON summary + derived rates."""
-    cmd = ["wrk", "-t1", f"-c{concurrency}", f"-d{duration_s:g}s", "--latency", f"--timeout={timeout_s:g}s"]
-    cmd += ["-s", str(WRK_SCRIPT), url]
-    out = subprocess.run(
-        cmd, env=os.environ | {"WRK_TEXTS": str(texts_file)}, capture_output=True, text=True, check=True
-    ).stdout
-    line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
-    if line is None:
-        raise RuntimeError(f"wrk printed no summary:\n{out[-2000:]}")
+    """One wrk run, one connection per thread: status counts, rates and exact latency percentiles
+    per status from the Lua script's per-request timings (benchmarks/wrk_predict.lua)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        latency_file = Path(tmp) / "latency.json"
+        cmd = ["wrk", f"-t{concurrency}", f"-c{concurrency}", f"-d{duration_s:g}s"]
+        cmd += [f"--timeout={timeout_s:g}s", "-s", str(WRK_SCRIPT), url]
+        env = os.environ | {"WRK_TEXTS": str(texts_file), "WRK_LATENCY_OUT": str(latency_file)}
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stdout
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        line = next((ln for ln in out.splitlines() if ln.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no summary:\n{out[-2000:]}")
+        histograms: dict[int, dict[int, int]] = {}
+        for key, n in json.loads(latency_file.read_text()).items():
+            code, bucket = (int(part) for part in key.split(":"))
+            histograms.setdefault(code, {})[bucket] = n
     row = json.loads(line[len("WRK_JSON ") :])
     statuses = {int(k): v for k, v in row.pop("statuses").items()}
     ok = statuses.get(200, 0)
     socket_errors = sum(row["socket_errors"].values()) - row["socket_errors"]["status"]
+    everything: dict[int, int] = {}
+    for buckets in histograms.values():
+        for bucket, n in buckets.items():
+            everything[bucket] = everything.get(bucket, 0) + n
     row |= {
         "concurrency": concurrency,
         "statuses": statuses,
         "throughput_rps": ok / row["duration_s"],  # answered requests per second (200 only)
         "shed_rps": statuses.get(503, 0) / row["duration_s"],
         "failures": sum(n for code, n in statuses.items() if code not in (200, 503)) + socket_errors,
+        "p50_ms": histogram_quantile(everything, 0.50),
+        "p90_ms": histogram_quantile(everything, 0.90),
+        "p99_ms": histogram_quantile(everything, 0.99),
+        "max_ms": histogram_quantile(everything, 1.0),
+        "p50_admitted_ms": histogram_quantile(histograms.get(200, {}), 0.50),
+        "p99_admitted_ms": histogram_quantile(histograms.get(200, {}), 0.99),
+        "p99_refused_ms": histogram_quantile(histograms.get(503, {}), 0.99),
+        # cores wrk itself kept busy (it shares the machine with the server)
+        "loadgen_cores": (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+        / row["duration_s"],
     }
     return row
+
+
+def histogram_quantile(buckets: dict[int, int], q: float) -> float | None:
+    """The `q` quantile (ms) of latencies counted in 0.1 ms buckets (a bucket's upper edge); None if empty."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    rank, seen = max(1, math.ceil(q * total)), 0
+    for bucket in sorted(buckets):
+        seen += buckets[bucket]
+        if seen >= rank:
+            return (bucket + 1) / 10
+    raise AssertionError("unreachable")
 
 
 def load_texts(n: int = 500) -> list[str]:
@@ -297,6 +350,7 @@ def bench(args: argparse.Namespace) -> dict:
                     if args.load == "wrk":
                         run_wrk(url, c, min(3.0, args.duration), texts_file)  # warm-up: connections, batches
                     load_before, cpu_before = os.getloadavg(), server_cpu_seconds(pid)
+                    shed_before = shed_counts(url) if kind != "baseline" else {}
                     if args.load == "wrk":
                         row = run_wrk(url, c, args.duration, texts_file)
                     else:
@@ -306,6 +360,11 @@ def bench(args: argparse.Namespace) -> dict:
                         row = asyncio.run(run_load(url, texts, c, per_client))
                         row["duration_s"] = row["requests"] / row["throughput_rps"]
                     cpu = server_cpu_seconds(pid) - cpu_before
+                    if kind != "baseline":
+                        shed_after = shed_counts(url)
+                        row["shed_by_reason"] = {
+                            reason: n - shed_before.get(reason, 0) for reason, n in shed_after.items()
+                        }
                     row |= {
                         "server_cores": cpu / row["duration_s"],
                         "load_average_before": load_before,
@@ -339,20 +398,19 @@ def server_label(kind: str) -> str:
 def markdown(results: dict) -> str:
     lines = [
         "| clients | server | 200/s | 503/s | other errors | p50 (ms) | p99 (ms) | p99 admitted (ms) "
-        "| server cores | load avg before / after |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| p99 refused (ms) | server cores | load avg before / after |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     servers = results["servers"]
     for i in range(len(results[servers[0]]["load"])):
         base = results.get("baseline", {}).get("load", [None] * (i + 1))[i]
         for kind in servers:
             row = results[kind]["load"][i]
-            admitted = row.get("p99_admitted_ms", row["p99_ms"])
             lines.append(
                 f"| {row['concurrency']} | {server_label(kind)} | {row['throughput_rps']:.0f} "
-                f"| {row.get('shed_rps', 0):.0f} | {row['failures']} | {row['p50_ms']:.1f} "
-                f"| {row['p99_ms']:.1f} "
-                f"| {admitted:.1f} | {row['server_cores']:.2f} "
+                f"| {row.get('shed_rps', 0):.0f} | {row['failures']} | {ms(row['p50_ms'])} "
+                f"| {ms(row['p99_ms'])} | {ms(row.get('p99_admitted_ms'))} | {ms(row.get('p99_refused_ms'))} "
+                f"| {row['server_cores']:.2f} "
                 f"| {row['load_average_before'][0]:.2f} / {row['load_average_after'][0]:.2f} |"
             )
         if base is not None:
@@ -362,7 +420,8 @@ def markdown(results: dict) -> str:
                 row = results[kind]["load"][i]
                 lines.append(
                     f"| {row['concurrency']} | **{server_label(kind)} / naive** "
-                    f"| **{row['throughput_rps'] / max(base['throughput_rps'], 1e-9):.1f}x** | | | | | | | |"
+                    f"| **{row['throughput_rps'] / max(base['throughput_rps'], 1e-9):.1f}x** "
+                    "| | | | | | | | |"
                 )
     lines.append("")
     lines.append(
@@ -370,6 +429,10 @@ def markdown(results: dict) -> str:
         f"{fmt_load(results['load_average_at_end'])} when it ended ({results['cores']} cores)."
     )
     return "\n".join(lines)
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
 
 
 def fmt_load(load) -> str:

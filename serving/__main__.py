@@ -31,6 +31,7 @@ def serve(
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the server has its own inference thread
 
     from serving.app import create_app
+    from serving.door import HTTP_PROTOCOL
 
     overrides = {
         k: v
@@ -47,6 +48,7 @@ def serve(
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        http=HTTP_PROTOCOL,  # overload refused in the HTTP protocol, before the app (serving.door)
         timeout_graceful_shutdown=10,
     )
 

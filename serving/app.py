@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import mlflow_protocol, v2
 from serving.batching import BatcherClosed, DeadlineExceeded, Overloaded
+from serving.door import DOOR_STATE_KEY, OverloadDoor
 from serving.metrics import ServingMetrics
 from serving.middleware import AdmissionGuard, BodyGuard, RequestMetrics
 from serving.runtime import ModelRuntime, build_predictions
@@ -60,6 +61,9 @@ ENDPOINTS = (
     f"{V2_MODEL}/ready",
     f"{V2_MODEL}/infer",
 )
+# the scoring endpoints, refused while the worker is full (serving.door, AdmissionGuard)
+SCORING_PATHS = ("/predict", "/invocations")
+SCORING_PREFIXES = ("/v2/models/",)
 ERROR_RESPONSES = {
     code: {"model": ErrorResponse, "description": text}
     for code, text in {
@@ -107,8 +111,15 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loading = asyncio.create_task(runtime.load(), name="model-load")
+        door = OverloadDoor(
+            runtime,
+            paths=SCORING_PATHS,
+            prefixes=SCORING_PREFIXES,
+            endpoints=ENDPOINTS,
+            refused_pause_ms=settings.refused_pause_ms,
+        )
         try:
-            yield
+            yield {DOOR_STATE_KEY: door}  # the ASGI server's protocol reads it (serving.door)
         finally:
             loading.cancel()
             try:
@@ -202,9 +213,7 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     _add_mlflow_routes(app, runtime, settings)
     _add_v2_routes(app, runtime, settings)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes, json_paths=["/predict"])
-    app.add_middleware(
-        AdmissionGuard, runtime=runtime, paths=["/predict", "/invocations"], prefixes=["/v2/models/"]
-    )
+    app.add_middleware(AdmissionGuard, runtime=runtime, paths=SCORING_PATHS, prefixes=SCORING_PREFIXES)
     app.add_middleware(RequestMetrics, metrics=metrics, endpoints=ENDPOINTS)
     return app
 

@@ -42,10 +42,13 @@ InferFn = Callable[[Any], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
 # Admission admits work ahead (waiting + computing, at the measured pace) up to this share of the
-# deadline. A smaller share shortens admitted waits under a flood, but the pace is measured noisily
-# on a busy box, and refusing clients that resend at once makes the box busier: at 0.6 a 64-client
-# load tipped into a flood of refusals once (docs/benchmarks.md); at 1.0 it never did.
-ADMISSION_SHARE = 1.0
+# deadline; the rest of the deadline is for the request's own batch and the event loop's hand-offs.
+# Under a flood the queue sits at this bound, so admitted requests wait about this long: at 1.0 their
+# p99 was ~460 ms against a 500 ms deadline, at 0.5 ~360 ms (docs/benchmarks.md). A smaller share
+# used to tip a 64-client load into a refusal flood (each refusal fed more refusals); refusals are
+# now answered in the HTTP protocol and refused connections are read again only after a pause
+# (serving.door), so that feedback is gone.
+ADMISSION_SHARE = 0.5
 
 
 class BatcherClosed(RuntimeError):

@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterable
 
+from serving.door import overload_refusal
 from serving.metrics import ServingMetrics
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -118,12 +119,12 @@ class RequestMetrics:
 
 
 class AdmissionGuard:
-    """Shed at the door: while the batcher admits nothing more, a scoring request gets 503 +
-    Retry-After before its body is read or parsed, so refusing costs next to no CPU and an overloaded
-    server spends its cores on the requests it admitted. (The batcher checks again on enqueue.)
+    """Shed before the body is read: while the batcher admits nothing more, a scoring request gets
+    503 + Retry-After without being parsed or routed. (The batcher checks again on enqueue.)
 
-    The body carries the error fields of all three protocols (`detail`, `error`, `error_code` +
-    `message`), since the route is not resolved yet.
+    Under Uvicorn with `serving.door.DoorHttpToolsProtocol` (how the server is run) such requests
+    are refused earlier still, in the HTTP protocol; this guard covers requests that protocol hands
+    on (pipelined, `Expect: 100-continue`) and other ASGI servers.
     """
 
     def __init__(self, app, *, runtime, paths: Iterable[str], prefixes: Iterable[str] = ()) -> None:
@@ -141,19 +142,11 @@ class AdmissionGuard:
             and (scope["path"] in self.paths or scope["path"].startswith(self.prefixes))
         ):
             self.runtime.metrics.observe_shed("queue_full")
-            message = f"server is at capacity ({batcher.queued_texts} texts queued); retry later"
-            body = json.dumps(
-                {
-                    "detail": message,
-                    "error": message,
-                    "error_code": "TEMPORARILY_UNAVAILABLE",
-                    "message": message,
-                }
-            ).encode()
+            body, retry_after = overload_refusal(batcher)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"retry-after", f"{batcher.retry_after_s:g}".encode()),
+                (b"retry-after", retry_after.encode()),
             ]
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})

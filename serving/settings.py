@@ -100,6 +100,15 @@ class ServeSettings(BaseSettings):
         ),
     )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After seconds on a 503 for overload")
+    refused_pause_ms: float = Field(
+        default=100.0,
+        ge=0,
+        description=(
+            "after refusing a request for overload (503 + Retry-After, answered at once), the server "
+            "reads that connection's next request only this much later, so clients that resend at "
+            "once without honouring Retry-After cannot keep the event loop busy refusing (0: no pause)"
+        ),
+    )
     length_ratio: float = Field(
         default=1.5,
         ge=1.0,

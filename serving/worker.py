@@ -17,6 +17,8 @@ from gunicorn.arbiter import Arbiter
 from uvicorn.server import Server
 from uvicorn_worker import UvicornWorker
 
+from serving.door import HTTP_PROTOCOL
+
 DRAIN_SECONDS = 1.0
 
 
@@ -29,7 +31,10 @@ class DrainingServer(Server):
 
 
 class DrainingUvicornWorker(UvicornWorker):
-    """`uvicorn_worker.UvicornWorker` serving with `DrainingServer` (its `_serve`, one class swapped)."""
+    """`uvicorn_worker.UvicornWorker` serving with `DrainingServer` (its `_serve`, one class swapped)
+    and the HTTP protocol that refuses at the door while the worker is full (serving.door)."""
+
+    CONFIG_KWARGS = {"loop": "auto", "http": HTTP_PROTOCOL}
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -62,26 +63,36 @@ def client(tiny_model_dir: Path, tmp_path_factory) -> Iterator[TestClient]:
         yield test_client
 
 
-@pytest.fixture(scope="module")
-def live_server(tiny_model_dir: Path, tmp_path_factory) -> Iterator[str]:
-    """The app under a real Uvicorn server on 127.0.0.1 (a free port), in a background thread."""
+@contextmanager
+def uvicorn_server(app) -> Iterator[str]:
+    """`app` under a real Uvicorn server as the server runs it (the door protocol, serving.door) on
+    127.0.0.1 (a free port), in a background thread; yields the base URL once /ready says 200."""
     import uvicorn
 
-    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("live"), max_texts=8, max_text_chars=200)
-    config = uvicorn.Config(
-        create_app(settings, tracking_uri="unused"), host="127.0.0.1", port=0, log_level="warning"
-    )
+    from serving.door import HTTP_PROTOCOL
+
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", http=HTTP_PROTOCOL)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not (server.started and server.servers):
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    base_url = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base_url) as http:
-        wait_ready(http.get)
-    yield base_url
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        deadline = time.monotonic() + 30
+        while not (server.started and server.servers):
+            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+            time.sleep(0.05)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        base_url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base_url) as http:
+            wait_ready(http.get)
+        yield base_url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def live_server(tiny_model_dir: Path, tmp_path_factory) -> Iterator[str]:
+    """The app on the tiny model under a real Uvicorn server (see `uvicorn_server`)."""
+    settings = make_settings(tiny_model_dir, tmp_path_factory.mktemp("live"), max_texts=8, max_text_chars=200)
+    with uvicorn_server(create_app(settings, tracking_uri="unused")) as base_url:
+        yield base_url

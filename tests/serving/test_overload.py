@@ -7,7 +7,6 @@ import asyncio
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from serving.app import create_app
 from serving.batching import ADMISSION_SHARE, DeadlineExceeded, MicroBatcher, Overloaded
 from tests.conftest import ROOT
-from tests.serving.conftest import make_settings, wait_ready
+from tests.serving.conftest import make_settings, uvicorn_server
 
 
 def slow_infer(delay: float):
@@ -126,8 +125,6 @@ def test_length_aware_batches_group_similar_lengths_and_keep_rows_in_order():
 @pytest.fixture(scope="module")
 def slow_server(tiny_model_dir, tmp_path_factory):
     """A live server on the tiny model whose inference is slowed to 100 ms a batch; admission: 4 texts."""
-    import uvicorn
-
     settings = make_settings(
         tiny_model_dir,
         tmp_path_factory.mktemp("overload"),
@@ -137,27 +134,16 @@ def slow_server(tiny_model_dir, tmp_path_factory):
         retry_after_s=3,
     )
     app = create_app(settings, tracking_uri="unused")
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not (server.started and server.servers):
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
-    with httpx.Client(base_url=url) as http:
-        wait_ready(http.get)
-    batcher = app.state.runtime.batcher
-    real_infer = batcher._infer_fn
+    with uvicorn_server(app) as url:
+        batcher = app.state.runtime.batcher
+        real_infer = batcher._infer_fn
 
-    def slowed(feeds):
-        time.sleep(0.1)
-        return real_infer(feeds)
+        def slowed(feeds):
+            time.sleep(0.1)
+            return real_infer(feeds)
 
-    batcher._infer_fn = slowed
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+        batcher._infer_fn = slowed
+        yield url
 
 
 def test_overloaded_server_sheds_with_503_and_retry_after_in_every_protocol(slow_server):
