@@ -86,7 +86,8 @@ class ServeSettings(BaseSettings):
         ge=0,
         description=(
             "a request still waiting for its batch this long after it arrived gets 503; requests are "
-            "refused on arrival while the work ahead, at the measured pace, is more than it (0: none)"
+            "refused on arrival while the work ahead, at the measured pace, is more than half of it "
+            "(the other half is for the request's own batch; 0: none)"
         ),
     )
     loop_niceness: int = Field(
