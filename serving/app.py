@@ -107,17 +107,17 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     settings = settings or ServeSettings()
     metrics = ServingMetrics()
     runtime = ModelRuntime(settings=settings, metrics=metrics, tracking_uri=tracking_uri or _tracking_uri())
+    door = OverloadDoor(
+        runtime,
+        paths=SCORING_PATHS,
+        prefixes=SCORING_PREFIXES,
+        endpoints=ENDPOINTS,
+        refused_pause_ms=settings.refused_pause_ms,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loading = asyncio.create_task(runtime.load(), name="model-load")
-        door = OverloadDoor(
-            runtime,
-            paths=SCORING_PATHS,
-            prefixes=SCORING_PREFIXES,
-            endpoints=ENDPOINTS,
-            refused_pause_ms=settings.refused_pause_ms,
-        )
         try:
             yield {DOOR_STATE_KEY: door}  # the ASGI server's protocol reads it (serving.door)
         finally:
@@ -213,7 +213,7 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     _add_mlflow_routes(app, runtime, settings)
     _add_v2_routes(app, runtime, settings)
     app.add_middleware(BodyGuard, max_body_bytes=settings.max_body_bytes, json_paths=["/predict"])
-    app.add_middleware(AdmissionGuard, runtime=runtime, paths=SCORING_PATHS, prefixes=SCORING_PREFIXES)
+    app.add_middleware(AdmissionGuard, door=door)
     app.add_middleware(RequestMetrics, metrics=metrics, endpoints=ENDPOINTS)
     return app
 

@@ -10,7 +10,7 @@ import json
 import time
 from collections.abc import Iterable
 
-from serving.door import overload_refusal
+from serving.door import OverloadDoor, overload_refusal
 from serving.metrics import ServingMetrics
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -127,22 +127,16 @@ class AdmissionGuard:
     on (pipelined, `Expect: 100-continue`) and other ASGI servers.
     """
 
-    def __init__(self, app, *, runtime, paths: Iterable[str], prefixes: Iterable[str] = ()) -> None:
+    def __init__(self, app, *, door: OverloadDoor) -> None:
         self.app = app
-        self.runtime = runtime
-        self.paths = frozenset(paths)
-        self.prefixes = tuple(prefixes)
+        self.door = door
 
     async def __call__(self, scope, receive, send) -> None:
-        batcher = self.runtime.batcher if scope["type"] == "http" else None
-        if (
-            batcher is not None
-            and scope["method"] == "POST"
-            and not batcher.admits(1)
-            and (scope["path"] in self.paths or scope["path"].startswith(self.prefixes))
+        if scope["type"] == "http" and self.door.refuses(
+            scope["method"].encode(), scope.get("raw_path") or scope["path"].encode()
         ):
-            self.runtime.metrics.observe_shed("queue_full")
-            body, retry_after = overload_refusal(batcher)
+            self.door.runtime.metrics.observe_shed("queue_full")
+            body, retry_after = overload_refusal(self.door.runtime.batcher)
             headers = [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
