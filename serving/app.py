@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import mlflow_protocol, v2
-from serving.batching import BatcherClosed, DeadlineExceeded, Overloaded
-from serving.door import DOOR_STATE_KEY, OverloadDoor
+from serving.batching import BatcherClosed, ClientGone, DeadlineExceeded, Overloaded
+from serving.door import CLIENT_GONE_SCOPE_KEY, DOOR_STATE_KEY, OverloadDoor
 from serving.metrics import ServingMetrics
 from serving.middleware import AdmissionGuard, BodyGuard, RequestMetrics
 from serving.runtime import ModelRuntime, build_predictions
@@ -61,6 +61,8 @@ ENDPOINTS = (
     f"{V2_MODEL}/ready",
     f"{V2_MODEL}/infer",
 )
+# status recorded for a request whose client disconnected before its batch (nginx's convention)
+CLIENT_CLOSED_REQUEST = 499
 # the scoring endpoints, refused while the worker is full (serving.door, AdmissionGuard)
 SCORING_PATHS = ("/predict", "/invocations")
 SCORING_PREFIXES = ("/v2/models/",)
@@ -142,6 +144,10 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         return _format_validation_errors(exc)
 
+    @app.exception_handler(ClientGone)
+    async def on_client_gone(request: Request, exc: ClientGone) -> Response:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)  # nobody reads it; the metrics do
+
     @app.exception_handler(RequestProblem)
     async def on_request_problem(request: Request, exc: RequestProblem) -> JSONResponse:
         return JSONResponse(status_code=exc.status_code, content={"detail": exc.message}, headers=exc.headers)
@@ -184,11 +190,11 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
         return runtime.info
 
     @app.post("/predict", response_model=PredictResponse, responses=ERROR_RESPONSES)
-    async def predict(body: PredictRequest) -> JSONResponse:
+    async def predict(body: PredictRequest, request: Request) -> JSONResponse:
         batcher = _require_ready(runtime)
         checked = check_texts(body.texts, settings)
         check_top_k(body.top_k, len(runtime.labels))
-        probs = await _classify(batcher, checked.texts)
+        probs = await _classify(batcher, checked.texts, request)
         predictions = build_predictions(
             checked.texts,
             probs,
@@ -224,10 +230,14 @@ def _require_ready(runtime: ModelRuntime):
     return runtime.batcher
 
 
-async def _classify(batcher, texts: list[str]) -> np.ndarray:
-    """Probabilities from the batcher; not running, overload and a missed deadline become 503."""
+async def _classify(batcher, texts: list[str], request: Request) -> np.ndarray:
+    """Probabilities from the batcher; not running, overload and a missed deadline become 503.
+
+    A request whose client disconnected while it waited is dropped by the batcher (ClientGone,
+    answered 499 to nobody, counted in the request metrics) when the server says how to tell.
+    """
     try:
-        return await batcher.predict(texts)
+        return await batcher.predict(texts, request.scope.get(CLIENT_GONE_SCOPE_KEY))
     except BatcherClosed as exc:
         raise RequestProblem(503, f"model not ready: {exc}") from None
     except Overloaded as exc:
@@ -237,9 +247,11 @@ async def _classify(batcher, texts: list[str]) -> np.ndarray:
         raise RequestProblem(503, f"server overloaded: {exc}; retry later", {"Retry-After": retry}) from None
 
 
-async def _classify_checked(runtime: ModelRuntime, settings: ServeSettings, texts: list[str]) -> np.ndarray:
+async def _classify_checked(
+    runtime: ModelRuntime, settings: ServeSettings, texts: list[str], request: Request
+) -> np.ndarray:
     batcher = _require_ready(runtime)
-    return await _classify(batcher, check_texts(texts, settings).texts)
+    return await _classify(batcher, check_texts(texts, settings).texts, request)
 
 
 def _add_mlflow_routes(app: FastAPI, runtime: ModelRuntime, settings: ServeSettings) -> None:
@@ -269,7 +281,7 @@ def _add_mlflow_routes(app: FastAPI, runtime: ModelRuntime, settings: ServeSetti
             texts = mlflow_protocol.parse_invocation(
                 await request.body(), request.headers.get("content-type")
             )
-            probs = await _classify_checked(runtime, settings, texts)
+            probs = await _classify_checked(runtime, settings, texts, request)
         except mlflow_protocol.MlflowInputError as exc:
             if exc.status_code == 415:
                 return Response(exc.message, status_code=415, media_type="text/plain")
@@ -349,7 +361,7 @@ def _add_v2_routes(app: FastAPI, runtime: ModelRuntime, settings: ServeSettings)
             return unknown(name)
         try:
             req = v2.parse_infer_request(await request.body(), request.headers.get(v2.HEADER_LENGTH))
-            probs = await _classify_checked(runtime, settings, req.texts)
+            probs = await _classify_checked(runtime, settings, req.texts, request)
         except v2.V2Error as exc:
             return error(exc.status_code, exc.message)
         except RequestProblem as exc:

@@ -67,6 +67,10 @@ class DeadlineExceeded(RuntimeError):
     """The request waited longer than its deadline before its batch could start."""
 
 
+class ClientGone(RuntimeError):
+    """The request's client disconnected before its batch started: nothing was computed for it."""
+
+
 @dataclass
 class _Job:
     texts: list[str]
@@ -75,6 +79,11 @@ class _Job:
     probs: np.ndarray | None = None
     remaining: int = 0
     failed: bool = field(default=False)
+    client_gone: Callable[[], bool] | None = None
+
+    def abandoned(self) -> bool:
+        """The caller stopped waiting, or its client disconnected."""
+        return self.future.done() or (self.client_gone is not None and self.client_gone())
 
 
 class MicroBatcher:
@@ -208,8 +217,12 @@ class MicroBatcher:
                 pool.shutdown(wait=False, cancel_futures=True)
         self._prepare_pool = self._infer_pool = None
 
-    async def predict(self, texts: list[str]) -> np.ndarray:
-        """Probabilities for `texts` (rows in order); raises Overloaded or DeadlineExceeded under overload."""
+    async def predict(self, texts: list[str], client_gone: Callable[[], bool] | None = None) -> np.ndarray:
+        """Probabilities for `texts` (rows in order); raises Overloaded or DeadlineExceeded under overload.
+
+        `client_gone` (optional) says whether the client has disconnected: such a request is dropped
+        from the queue (ClientGone) instead of computed, so clients that give up cost nothing more.
+        """
         if self._task is None or self._wakeup is None:
             raise BatcherClosed("batcher is not running")
         n = len(texts)
@@ -224,7 +237,7 @@ class MicroBatcher:
             )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.deadline_s if self.deadline_s else float("inf")
-        job = _Job(list(texts), loop.create_future(), deadline, remaining=n)
+        job = _Job(list(texts), loop.create_future(), deadline, remaining=n, client_gone=client_gone)
         self._pending.append(job)
         self._set_depth(self._queued_texts + n)
         self._wakeup.set()
@@ -280,7 +293,8 @@ class MicroBatcher:
                     break
                 self._pending.popleft()
                 self._set_depth(self._queued_texts - len(job.texts))
-                if job.future.done():  # the client went away
+                if job.abandoned():
+                    self._fail(job, ClientGone("client disconnected before its batch started"))
                     continue
                 if loop.time() > job.deadline:
                     self._fail(job, DeadlineExceeded("request waited longer than its deadline"))
@@ -336,7 +350,10 @@ class MicroBatcher:
         return probs, time.perf_counter() - started
 
     async def _run_group(self, loop, group: list[tuple[_Job, int, str]]) -> None:
-        group = [item for item in group if not item[0].failed and not item[0].future.done()]
+        for job, _, _ in group:
+            if not job.failed and job.abandoned():
+                self._fail(job, ClientGone("client disconnected before its batch started"))
+        group = [item for item in group if not item[0].failed]
         if not group:
             return
         texts = [text for _, _, text in group]

@@ -29,6 +29,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 log = logging.getLogger(__name__)
 
 DOOR_STATE_KEY = "serving.door"
+# a zero-argument callable in each request's ASGI scope: True once the client has disconnected
+CLIENT_GONE_SCOPE_KEY = "serving.client_gone"
 # what `uvicorn.Config(http=...)` and the Gunicorn worker are given
 HTTP_PROTOCOL = "serving.door:DoorHttpToolsProtocol"
 SUMMARY_EVERY_S = 10.0
@@ -109,6 +111,9 @@ class OverloadDoor:
 class DoorHttpToolsProtocol(HttpToolsProtocol):
     """Uvicorn's httptools protocol, refusing scoring requests at the door while the worker is full.
 
+    Every request it hands to the app carries `CLIENT_GONE_SCOPE_KEY` in its scope, so a request
+    whose client disconnected while it waited is dropped from the queue, not computed.
+
     Only a request that starts a fresh exchange is refused here: not one pipelined behind a request
     still being answered (its answer would overtake the earlier one), and not one that waits for
     `100 Continue` (its client may never send the body the parser expects); those go to the app.
@@ -132,6 +137,10 @@ class DoorHttpToolsProtocol(HttpToolsProtocol):
                 self._keep_alive_after_refusal = keep_alive
                 return
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.scope is self.scope:  # this request's cycle (not an upgrade)
+            # the batcher drops a queued request whose client went away instead of computing it
+            self.scope[CLIENT_GONE_SCOPE_KEY] = lambda: cycle.disconnected
 
     def on_body(self, body: bytes) -> None:
         if self._refusal is None:

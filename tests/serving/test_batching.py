@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from serving.batching import BatcherClosed, MicroBatcher
+from serving.batching import BatcherClosed, ClientGone, MicroBatcher
 
 
 class RecordingModel:
@@ -128,6 +128,40 @@ def test_requests_arriving_while_a_batch_computes_are_collected_into_the_next_ba
     out = run(scenario())
     assert [o[0, 1] for o in out] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
     assert batches == [["t-0"], [f"t-{i}" for i in range(1, 6)]]
+
+
+def test_a_queued_request_whose_client_went_away_is_dropped_not_computed():
+    release = threading.Event()
+    batches: list[list[str]] = []
+    gone = {"t-2": False}
+
+    def infer(texts: list[str]) -> np.ndarray:
+        batches.append(list(texts))
+        if texts == ["t-0"]:
+            release.wait(30)
+        return np.array([[len(t), float(t.split("-")[-1])] for t in texts])
+
+    async def scenario():
+        batcher = MicroBatcher(list, infer, max_batch_size=8, max_wait_ms=0)
+        batcher.start()
+        first = asyncio.ensure_future(batcher.predict(["t-0"]))
+        while not batches:
+            await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(batcher.predict(["t-1"]))  # takes the pipeline's second slot
+        await asyncio.sleep(0.05)
+        dropped = asyncio.ensure_future(batcher.predict(["t-2"], lambda: gone["t-2"]))
+        kept = asyncio.ensure_future(batcher.predict(["t-3"], lambda: False))
+        await asyncio.sleep(0.05)
+        gone["t-2"] = True  # its client disconnects while it waits in the queue
+        release.set()
+        out = await asyncio.gather(first, second, dropped, kept, return_exceptions=True)
+        await batcher.stop()
+        return out
+
+    first, second, dropped, kept = run(scenario())
+    assert isinstance(dropped, ClientGone)
+    assert [first[0, 1], second[0, 1], kept[0, 1]] == [0.0, 1.0, 3.0]
+    assert all("t-2" not in batch for batch in batches)
 
 
 def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving():

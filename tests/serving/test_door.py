@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -150,3 +152,48 @@ def test_a_refused_connection_is_read_again_only_after_the_pause(full):
         sock.sendall(b"GET /health HTTP/1.1\r\nhost: test\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         assert time.perf_counter() - refused_at >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default
+
+
+@pytest.fixture
+def held_server(tiny_model_dir, tmp_path):
+    """A live server whose next forward pass waits until the test releases it; records what it tokenizes."""
+    app = create_app(make_settings(tiny_model_dir, tmp_path, max_batch_size=1), tracking_uri="unused")
+    with uvicorn_server(app) as url:
+        batcher = app.state.runtime.batcher
+        real_prepare, real_infer = batcher._prepare_fn, batcher._infer_fn
+        tokenized: list[str] = []
+        release = threading.Event()
+
+        def recording_prepare(texts):
+            tokenized.extend(texts)
+            return real_prepare(texts)
+
+        def held_infer(feeds):
+            release.wait(30)
+            return real_infer(feeds)
+
+        batcher._prepare_fn, batcher._infer_fn = recording_prepare, held_infer
+        yield url, tokenized, release
+        release.set()
+
+
+def test_a_queued_request_whose_client_disconnected_is_dropped_not_computed(held_server):
+    url, tokenized, release = held_server
+    host, port = url.removeprefix("http://").split(":")
+    with ThreadPoolExecutor(2) as pool:
+        # the first computes (held), the second waits tokenized for the inference thread
+        answered = [pool.submit(httpx.post, url + "/predict", json={"texts": [t]}, timeout=30) for t in "ab"]
+        deadline = time.monotonic() + 10
+        while len(tokenized) < 2:
+            assert time.monotonic() < deadline, tokenized
+            time.sleep(0.01)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:  # queued behind both
+            sock.sendall(post("/predict", {"texts": ["the client gives up on this one"]}))
+            time.sleep(0.2)
+        time.sleep(0.2)  # the server sees the connection close
+        release.set()
+        assert [f.result().status_code for f in answered] == [200, 200]
+    assert httpx.post(url + "/predict", json={"texts": ["c"]}, timeout=30).status_code == 200
+    assert sorted(tokenized) == ["a", "b", "c"]  # never the abandoned text
+    metrics = httpx.get(url + "/metrics").text
+    assert 'serving_requests_total{endpoint="/predict",method="POST",status="499"} 1.0' in metrics
