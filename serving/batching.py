@@ -11,8 +11,8 @@ the event loop.
 
 Overload: at most `max_queued_texts` texts wait at once, and no more work is admitted than the
 batcher expects to finish within `deadline_ms` (texts waiting or computing x the measured
-seconds per text, a moving average of how long each batch held the pipeline, so the bound
-shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
+seconds per text: how long the recent batches held the pipeline over how many texts they held,
+so the bound shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
 for the request's own batch). A request that would go past either bound is refused at once with
 `Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request still waiting
 `deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting a late
@@ -132,6 +132,7 @@ class MicroBatcher:
         self._running: set[asyncio.Task] = set()
         self._inflight_texts = 0  # collected, being tokenized or computed
         self.seconds_per_text = 0.0  # moving average of the pipeline's seconds per text (see _run_group)
+        self._held_sum = self._texts_sum = 0.0
         self._last_done = 0.0  # perf_counter of the last group's completion
 
     def admits(self, n: int) -> bool:
@@ -195,7 +196,7 @@ class MicroBatcher:
 
     def reset_rate(self) -> None:
         """Forget the measured seconds per text (warm-up passes are slow and unrepresentative)."""
-        self.seconds_per_text = 0.0
+        self.seconds_per_text = self._held_sum = self._texts_sum = 0.0
 
     async def stop(self) -> None:
         """Stop collecting; requests still queued fail with BatcherClosed."""
@@ -377,10 +378,11 @@ class MicroBatcher:
         # hand-off and wait for the CPU the event loop took); it is never less than the inference.
         held = done - max(started, self._last_done)
         self._last_done = done
-        per_text = max(infer_s, held) / len(texts)
-        self.seconds_per_text = (
-            per_text if not self.seconds_per_text else 0.9 * self.seconds_per_text + 0.1 * per_text
-        )
+        # seconds per text over the recent groups, weighted by their texts (a small group costs more
+        # per text; averaging per group would overstate the pace): exponentially decayed sums
+        self._held_sum = 0.9 * self._held_sum + max(infer_s, held)
+        self._texts_sum = 0.9 * self._texts_sum + len(texts)
+        self.seconds_per_text = self._held_sum / self._texts_sum
         if self._on_batch is not None:
             self._on_batch(len(texts), elapsed)
         for row, (job, i, _) in enumerate(group):

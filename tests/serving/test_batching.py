@@ -6,6 +6,7 @@ import asyncio
 import os
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -226,3 +227,23 @@ def test_the_event_loop_runs_at_a_lower_priority_than_inference_and_is_restored_
     assert seen["inference"] == seen["before"]  # inference keeps the normal priority
     if os.geteuid() == 0:  # raising a priority back needs CAP_SYS_NICE
         assert seen["after"] == seen["before"]
+
+
+def test_the_pace_is_seconds_per_text_weighted_by_texts_not_an_average_over_batches():
+    """A one-text pass and a nine-text pass of 0.1 s each: 0.2 s for 10 texts is ~0.02 s per text
+    (decayed sums); averaging each batch's per-text cost would say ~0.09 and refuse far too early."""
+
+    def infer(texts: list[str]) -> np.ndarray:
+        time.sleep(0.1)
+        return np.zeros((len(texts), 2))
+
+    async def scenario():
+        batcher = MicroBatcher(list, infer, max_batch_size=16, max_wait_ms=0)
+        batcher.start()
+        await batcher.predict(["t-0"])
+        await batcher.predict([f"t-{i}" for i in range(1, 10)])
+        await batcher.stop()
+        return batcher.seconds_per_text
+
+    pace = run(scenario())
+    assert 0.015 <= pace <= 0.04, pace
