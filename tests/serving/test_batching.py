@@ -103,58 +103,59 @@ def test_a_lone_request_is_dispatched_at_once_when_nothing_computes():
     assert model.batches == [["t-1"]]
 
 
-def test_requests_arriving_while_a_batch_computes_are_collected_into_the_next_batch():
-    release = threading.Event()
-    batches: list[list[str]] = []
+class HeldModel:
+    """Records each batch; the batch ["t-0"] computes until `release` is set. Scores: [len, index]."""
 
-    def infer(texts: list[str]) -> np.ndarray:
-        batches.append(list(texts))
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.batches: list[list[str]] = []
+
+    def infer(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(list(texts))
         if texts == ["t-0"]:
-            release.wait(30)  # the first batch computes until the others have queued
+            self.release.wait(30)
         return np.array([[len(t), float(t.split("-")[-1])] for t in texts])
 
-    async def scenario():
-        batcher = MicroBatcher(list, infer, max_batch_size=8, max_wait_ms=0)
+    async def start(self) -> tuple[MicroBatcher, asyncio.Future]:
+        """A batcher whose first request, "t-0", is computing (held) when this returns."""
+        batcher = MicroBatcher(list, self.infer, max_batch_size=8, max_wait_ms=0)
         batcher.start()
         first = asyncio.ensure_future(batcher.predict(["t-0"]))
-        while not batches:
+        while not self.batches:
             await asyncio.sleep(0.01)
+        return batcher, first
+
+
+def test_requests_arriving_while_a_batch_computes_are_collected_into_the_next_batch():
+    model = HeldModel()
+
+    async def scenario():
+        batcher, first = await model.start()
         rest = [asyncio.ensure_future(batcher.predict([f"t-{i}"])) for i in range(1, 6)]
         await asyncio.sleep(0.05)
-        release.set()
+        model.release.set()
         out = await asyncio.gather(first, *rest)
         await batcher.stop()
         return out
 
     out = run(scenario())
     assert [o[0, 1] for o in out] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    assert batches == [["t-0"], [f"t-{i}" for i in range(1, 6)]]
+    assert model.batches == [["t-0"], [f"t-{i}" for i in range(1, 6)]]
 
 
 def test_a_queued_request_whose_client_went_away_is_dropped_not_computed():
-    release = threading.Event()
-    batches: list[list[str]] = []
+    model = HeldModel()
     gone = {"t-2": False}
 
-    def infer(texts: list[str]) -> np.ndarray:
-        batches.append(list(texts))
-        if texts == ["t-0"]:
-            release.wait(30)
-        return np.array([[len(t), float(t.split("-")[-1])] for t in texts])
-
     async def scenario():
-        batcher = MicroBatcher(list, infer, max_batch_size=8, max_wait_ms=0)
-        batcher.start()
-        first = asyncio.ensure_future(batcher.predict(["t-0"]))
-        while not batches:
-            await asyncio.sleep(0.01)
+        batcher, first = await model.start()
         second = asyncio.ensure_future(batcher.predict(["t-1"]))  # takes the pipeline's second slot
         await asyncio.sleep(0.05)
         dropped = asyncio.ensure_future(batcher.predict(["t-2"], lambda: gone["t-2"]))
         kept = asyncio.ensure_future(batcher.predict(["t-3"], lambda: False))
         await asyncio.sleep(0.05)
         gone["t-2"] = True  # its client disconnects while it waits in the queue
-        release.set()
+        model.release.set()
         out = await asyncio.gather(first, second, dropped, kept, return_exceptions=True)
         await batcher.stop()
         return out
@@ -162,7 +163,7 @@ def test_a_queued_request_whose_client_went_away_is_dropped_not_computed():
     first, second, dropped, kept = run(scenario())
     assert isinstance(dropped, ClientGone)
     assert [first[0, 1], second[0, 1], kept[0, 1]] == [0.0, 1.0, 3.0]
-    assert all("t-2" not in batch for batch in batches)
+    assert all("t-2" not in batch for batch in model.batches)
 
 
 def test_a_failing_batch_fails_its_callers_and_the_batcher_keeps_serving():
