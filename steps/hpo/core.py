@@ -60,6 +60,7 @@ from shared.settings import Settings
 from steps.hpo.config import load_search_space, space_json, to_tune_space
 from steps.hpo.contract import HpoInput, HpoResult
 from steps.hpo.data import TokenizedData, load_tokenized
+from steps.hpo.scheduler import ResumableASHA, SchedulerStateCallback
 from steps.hpo.storage import SearchStorage
 from steps.hpo.trainable import TIME_ATTR, run_trial, trial_threads
 
@@ -129,7 +130,6 @@ def _trainable(inp: HpoInput, data_ref: Any, model_path: str, trial_fn: Callable
 
 def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list, storage: SearchStorage):
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
     if inp.search_alg == "optuna":
@@ -138,12 +138,15 @@ def _new_tuner(inp: HpoInput, space: dict, trainable, name: str, callbacks: list
         search_alg = OptunaSearch(seed=inp.seed)
     else:
         search_alg = BasicVariantGenerator(random_state=inp.seed)
-    scheduler = ASHAScheduler(
+    scheduler = ResumableASHA(
+        metric=METRIC,
+        mode=MODE,
         time_attr=TIME_ATTR,
         max_t=inp.max_epochs,
         grace_period=min(inp.asha_grace_period, inp.max_epochs),
         reduction_factor=inp.asha_reduction_factor,
     )
+    callbacks = [*callbacks, SchedulerStateCallback(scheduler)]  # ASHA's rungs saved with the trials
     return tune.Tuner(
         trainable,
         param_space=to_tune_space(space),
@@ -266,7 +269,7 @@ def run_search(
     from mlflow.tracking import MlflowClient
     from ray import tune
 
-    from steps.hpo.progress import ProgressCallback, report_links
+    from steps.hpo.progress import ProgressCallback, attach_driver_progress, report_links
     from steps.hpo.tracking import FAILED, FINISHED, KILLED, RUNNING, MlflowTrialCallback, create_parent_run
 
     try:
@@ -295,6 +298,9 @@ def run_search(
             log.warning("--resume: no search to continue in %s; starting a new one", storage.uri)
         os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")  # save experiment state often: resumable
         os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")  # expected
+        # Stage no more trials than can run at once, so the scheduler's choice (oldest first) is
+        # the one that starts: the same order of trials with or without a resume.
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_concurrent_trials(inp)))
         data_ref = ray.put(data)  # once for all trials; they map it zero-copy
         trainable = _trainable(inp, data_ref, model_path, trial_fn)
         if parent is not None:
@@ -336,6 +342,7 @@ def run_search(
                     ),
                 )
         report_links(progress, tracking_uri, experiment_id, parent_run_id, dashboard_url)
+        attach_driver_progress(progress)  # a restored search's progress callback reports here
         try:
             with _sigterm_raises():
                 if restoring:
@@ -356,8 +363,9 @@ def run_search(
                     tuner = _new_tuner(inp, space, trainable, name, [callback, watch], storage)
                 with credentials_hidden_from_ray_tune():  # Tune copies AWS_* into logged runtime envs
                     results = tuner.fit()
-                if results.num_terminated + results.num_errors < inp.num_samples:
-                    # Tune's Ctrl-C handler ends fit() early and saves the experiment: an interruption
+                if not search_complete(results, inp.num_samples):
+                    # Tune's Ctrl-C handler ends fit() early, saves the experiment, then stops the
+                    # trials still running or waiting (they look terminated): an interruption
                     raise KeyboardInterrupt(
                         f"search interrupted; continue it with the same --workflow-uid"
                         f" or --resume ({storage.experiment_uri(name)})"
@@ -376,6 +384,22 @@ def run_search(
             raise
     finally:
         ray.shutdown()
+
+
+def search_complete(results, num_samples: int) -> bool:
+    """Whether every trial of the search ended by itself: ran its epochs or was stopped by ASHA
+    (both mark the last result `done`), or failed for good. A trial Tune stopped because the
+    search was interrupted, or one that never started, did not."""
+    ended = [r for r in results if r.error is not None or (r.metrics or {}).get("done")]
+    return len(ended) >= num_samples
+
+
+def _concurrent_trials(inp: HpoInput) -> int:
+    """How many trials the Ray cluster can run at once."""
+    import ray
+
+    cpus = float(ray.cluster_resources().get("CPU", 1))
+    return max(1, math.floor(cpus / inp.cpus_per_trial))
 
 
 class Terminated(KeyboardInterrupt):

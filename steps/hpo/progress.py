@@ -64,7 +64,7 @@ class SearchProgress:
     def started(self, trial_id: str) -> None:
         trial = self._trial(trial_id)
         trial.state = RUNNING
-        self._report()
+        self.report()
 
     def result(self, trial_id: str, result: dict[str, Any]) -> None:
         trial = self._trial(trial_id)
@@ -77,7 +77,7 @@ class SearchProgress:
         if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
             if self.best is None or accuracy > self.best[0]:
                 self.best = (float(accuracy), trial_id, epoch)
-        self._report()
+        self.report()
 
     def ended(self, trial_id: str, *, failed: bool = False) -> None:
         trial = self._trial(trial_id)
@@ -86,7 +86,7 @@ class SearchProgress:
         else:
             target = min(trial.target or self.max_epochs, self.max_epochs)
             trial.state = DONE if trial.epochs >= target else STOPPED
-        self._report()
+        self.report()
 
     def count(self, state: str) -> int:
         return sum(1 for t in self.trials.values() if t.state == state)
@@ -107,18 +107,31 @@ class SearchProgress:
             line += f" | best val_accuracy {accuracy:.4f} (trial {trial_id}, epoch {epoch})"
         return line
 
-    def _report(self) -> None:
+    def report(self) -> None:
         self.progress.update(done=self.done(), total=self.total())
         self.progress.status(self.status_line())
 
 
+# The driver's live progress. A restored search's callbacks are unpickled from the experiment
+# (tuner.pkl) and cannot be handed a new one; they report here, which `run_search` sets first.
+_driver_progress: Progress = NO_PROGRESS
+
+
+def attach_driver_progress(progress: Progress) -> None:
+    global _driver_progress
+    _driver_progress = progress
+
+
 class ProgressCallback(Callback):
-    """Feeds Tune's trial events into `SearchProgress` (runs in the driver, like the MLflow one)."""
+    """Feeds Tune's trial events into `SearchProgress` (runs in the driver, like the MLflow one).
+
+    Its counts are saved with Tune's experiment snapshot (`get_state`) and restored with it, so a
+    resumed search goes on counting from the epochs already done."""
 
     def __init__(self, progress: Progress, num_samples: int, max_epochs: int) -> None:
+        self.num_samples, self.max_epochs = num_samples, max_epochs
         self.search = SearchProgress(progress, num_samples, max_epochs)
 
-    # Tune pickles callbacks into its experiment state; the reporter arrives as a no-op.
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["search"] = None
@@ -126,8 +139,20 @@ class ProgressCallback(Callback):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        if self.search is None:
-            self.search = SearchProgress(NO_PROGRESS, 0, 0)
+        self.search = SearchProgress(_driver_progress, self.num_samples, self.max_epochs)
+
+    def get_state(self) -> dict[str, Any]:
+        search = self.search
+        return {
+            "trials": {k: [t.epochs, t.target, t.state] for k, t in search.trials.items()},
+            "best": list(search.best) if search.best else None,
+        }
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        search = self.search
+        search.trials = {k: _Trial(*v) for k, v in (state.get("trials") or {}).items()}
+        search.best = tuple(state["best"]) if state.get("best") else None
+        search.report()
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.search.started(trial.trial_id)
@@ -136,7 +161,8 @@ class ProgressCallback(Callback):
         self.search.result(trial.trial_id, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.search.ended(trial.trial_id)
+        if (trial.last_result or {}).get("done"):  # not a trial stopped by an interruption
+            self.search.ended(trial.trial_id)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.search.ended(trial.trial_id, failed=True)

@@ -73,6 +73,7 @@ class MlflowTrialCallback(Callback):
         self.tags = dict(tags)
         self.client = MlflowClient(tracking_uri)
         self.runs: dict[str, str] = {}
+        self.logged: dict[str, set[int]] = {}  # run id -> epochs already logged (a resumed trial replays)
 
     # Tune pickles callbacks into the experiment state; the client is rebuilt on load.
     def __getstate__(self) -> dict[str, Any]:
@@ -104,6 +105,8 @@ class MlflowTrialCallback(Callback):
         if existing:
             self.client.update_run(existing, status=RUNNING)
             self.runs[trial_id] = existing
+            history = self.client.get_metric_history(existing, EPOCH_METRICS[1])
+            self.logged[existing] = {m.step for m in history}
             return existing
         tags = {
             **self.tags,
@@ -120,6 +123,10 @@ class MlflowTrialCallback(Callback):
     def log_epoch(self, trial_id: str, name: str, config: dict[str, Any], result: dict[str, Any]) -> None:
         run_id = self.child_run(trial_id, name, config)
         step = int(result.get(TIME_ATTR) or 0)
+        logged = self.logged.setdefault(run_id, set())
+        if step in logged:  # an epoch redone from the last snapshot: its metrics are recorded
+            return
+        logged.add(step)
         now = int(time.time() * 1000)
         metrics = [
             Metric(key, float(result[key]), now, step)
@@ -153,6 +160,11 @@ class MlflowTrialCallback(Callback):
         self.log_epoch(trial.trial_id, str(trial), trial.config, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if not (trial.last_result or {}).get("done"):
+            # stopped because the search was interrupted: not an outcome; a resume reopens it
+            if trial.trial_id in self.runs:
+                self.client.set_terminated(self.runs[trial.trial_id], status=KILLED)
+            return
         status = self.close(trial.trial_id, str(trial), trial.config, trial.last_result, None)
         log.info("trial %s: %s", trial.trial_id, status)
 

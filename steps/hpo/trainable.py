@@ -1,13 +1,12 @@
 """The Ray Tune function trainable: runs `TrialTrainer` and reports each epoch to Tune.
 
-The trial's best epoch (lowest val_loss so far) is reported with a checkpoint in the project's
-model-dir format, so the search's best model is already packaged when the search ends. A
-restarted trial (retry after a crash, or `--resume`) continues from that checkpoint.
+Every epoch is reported with a checkpoint in the project's model-dir format (plus the optimizer
+state), so the search's best model is already packaged when the search ends and a restarted
+trial (retry after a crash, or a resume) continues from its last epoch exactly.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import tempfile
@@ -39,7 +38,7 @@ def run_trial(
     import torch
     from ray import tune
 
-    from steps.hpo.train import STATE_FILE, TrialTrainer
+    from steps.hpo.train import TrialTrainer
 
     torch.set_num_threads(threads)
     params = TrialParams.model_validate(config)
@@ -47,7 +46,6 @@ def run_trial(
     # Tune's with_parameters may already resolve the reference; either way it is one shared copy.
     data = ray.get(data_ref) if isinstance(data_ref, ray.ObjectRef) else data_ref
 
-    best = math.inf
     with tempfile.TemporaryDirectory(prefix="hpo-trial-") as work:
         init_dir = None
         checkpoint = tune.get_checkpoint()
@@ -55,15 +53,12 @@ def run_trial(
             init_dir = Path(work) / "restored"
             with checkpoint.as_directory() as ckpt_dir:
                 shutil.copytree(ckpt_dir, init_dir)
-            best = json.loads((init_dir / STATE_FILE).read_text())["metrics"].get("val_loss", math.inf)
         trainer = TrialTrainer(data, params, model_path, num_epochs, seed=seed, init_dir=init_dir)
         for metrics in trainer.epochs():
+            # Every epoch is checkpointed: a resumed trial continues from its last epoch, not its
+            # best (Tune keeps the latest checkpoint besides the best one).
             report = {**metrics.as_dict(), TARGET_EPOCHS: num_epochs}
-            if metrics.val_loss < best:
-                best = metrics.val_loss
-                ckpt_dir = Path(work) / f"epoch-{metrics.epoch}"
-                trainer.save(ckpt_dir, metrics.epoch, metrics.as_dict())
-                tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
-                shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted it
-            else:
-                tune.report(report)
+            ckpt_dir = Path(work) / f"epoch-{metrics.epoch}"
+            trainer.save(ckpt_dir, metrics.epoch, metrics.as_dict())
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))
+            shutil.rmtree(ckpt_dir, ignore_errors=True)  # Tune has persisted it

@@ -80,7 +80,7 @@ def test_child_runs_are_nested_tagged_and_closed_truthfully(parent):
             iteration=0, trials=[], trial=finished, result=_result(epoch, train_loss=2.0 / epoch)
         )
     cb.on_trial_result(iteration=0, trials=[], trial=stopped, result=_result(1))
-    finished.last_result, stopped.last_result = _result(3), _result(1)
+    finished.last_result, stopped.last_result = _result(3, done=True), _result(1, done=True)
     cb.on_trial_complete(iteration=0, trials=[], trial=finished)
     cb.on_trial_complete(iteration=0, trials=[], trial=stopped)
     cb.on_trial_error(iteration=0, trials=[], trial=crashed)
@@ -109,7 +109,7 @@ def test_resumed_callback_reuses_child_runs_by_trial_id(parent):
     restored.runs.clear()  # as after a driver crash before the state was saved
     restored.on_trial_start(iteration=0, trials=[], trial=trial)
     restored.on_trial_result(iteration=0, trials=[], trial=trial, result=_result(2))
-    trial.last_result = _result(3)
+    trial.last_result = _result(3, done=True)
     restored.on_trial_complete(iteration=0, trials=[], trial=trial)
 
     children = client.search_runs([experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
@@ -148,3 +148,32 @@ def test_parent_run_carries_params_and_no_secrets(parent, mlflow_settings):
     assert "argo_workflow_uid" in logged or "wf-test-uid" in logged  # the settings did get logged
     for secret in secrets:
         assert secret not in logged
+
+
+def test_trials_stopped_by_an_interruption_are_not_outcomes(parent):
+    """Ctrl-C: Tune stops the running trial and the waiting ones through on_trial_complete, their
+    last result not `done`; the running one is KILLED (a resume reopens it), a waiting one gets no run."""
+    client, experiment_id, parent_id = parent
+    cb = _callback(parent)
+    running, waiting = _trial("t_00000"), _trial("t_00001")
+    cb.on_trial_start(iteration=0, trials=[], trial=running)
+    cb.on_trial_result(iteration=0, trials=[], trial=running, result=_result(1))
+    running.last_result, waiting.last_result = _result(1), {}
+    cb.on_trial_complete(iteration=0, trials=[], trial=running)
+    cb.on_trial_complete(iteration=0, trials=[], trial=waiting)
+    assert client.get_run(cb.runs["t_00000"]).info.status == KILLED
+    assert "t_00001" not in cb.runs and "t_00001" not in cb.existing_children()
+
+
+def test_a_replayed_epoch_is_logged_once(parent):
+    """A trial restarted from the last snapshot redoes epochs whose metrics are already recorded."""
+    client, _, _ = parent
+    cb = _callback(parent)
+    trial = _trial("t_00000")
+    for epoch in (1, 2):
+        cb.on_trial_result(iteration=0, trials=[], trial=trial, result=_result(epoch))
+    resumed = _callback(parent)  # a new driver: the run is found again in MLflow
+    for epoch in (2, 3):
+        resumed.on_trial_result(iteration=0, trials=[], trial=trial, result=_result(epoch))
+    history = client.get_metric_history(cb.runs["t_00000"], "val_loss")
+    assert sorted(m.step for m in history) == [1, 2, 3]
