@@ -1,4 +1,4 @@
-"""Refusing at the door (serving.door): while a worker is full, scoring requests are answered 503 +
+"""Refusing at the door (serving.door, serving.uvicorn_compat): while a worker is full, scoring requests are answered 503 +
 Retry-After by the HTTP protocol itself, without the app, and the connection stays usable."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def door_server(tiny_model_dir, tmp_path_factory):
 def full(door_server):
     """The worker's batcher admits nothing while the test runs."""
     url, spy, batcher = door_server
-    batcher.admits = lambda n: False
+    batcher.admits = lambda *args, **kwargs: False
     spy.seen.clear()
     yield url, spy
     del batcher.admits
