@@ -1,5 +1,6 @@
-"""Refusing at the door (serving.door, serving.uvicorn_compat): while a worker is full, scoring requests are answered 503 +
-Retry-After by the HTTP protocol itself, without the app, and the connection stays usable."""
+"""Refusing at the door (serving.door, serving.uvicorn_compat): while a worker is full, scoring
+requests are answered 503 + Retry-After by the HTTP protocol itself, without the app, and the
+connection stays usable."""
 
 from __future__ import annotations
 
