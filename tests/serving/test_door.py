@@ -4,6 +4,7 @@ connection stays usable."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -14,6 +15,7 @@ import httpx
 import pytest
 
 from serving.app import create_app
+from serving.door import ARRIVED_SCOPE_KEY
 from tests.serving.conftest import make_settings, uvicorn_server
 
 V2_INFER = "/v2/models/emotion-classifier/infer"
@@ -25,10 +27,12 @@ class Spy:
     def __init__(self, app) -> None:
         self.app = app
         self.seen: list[tuple[str, str]] = []
+        self.waited: list[float] = []  # seconds from the request's arrival stamp to the app seeing it
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             self.seen.append((scope["method"], scope["path"]))
+            self.waited.append(asyncio.get_running_loop().time() - scope[ARRIVED_SCOPE_KEY])
         await self.app(scope, receive, send)
 
 
@@ -139,6 +143,18 @@ def test_the_door_opens_again_when_the_worker_admits(door_server):
     response = httpx.post(url + "/predict", json={"texts": ["i am so happy today"]})
     assert response.status_code == 200 and response.json()["predictions"][0]["emotion"]
     assert ("POST", "/predict") in spy.seen
+
+
+def test_a_request_is_stamped_with_its_arrival_so_its_deadline_counts_from_its_first_bytes(door_server):
+    """The request line arrives, then the rest 0.3 s later: the app sees it with that 0.3 s already
+    counted (its deadline started when its first bytes were read, not when the app got it)."""
+    url, spy, _ = door_server
+    spy.waited.clear()
+    request = post("/predict", {"texts": ["i am so happy today"]})
+    line_end = request.index(b"\r\n") + 2
+    answer = raw_exchange(url, request[:line_end], request[line_end:], pause_s=0.3)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(spy.waited) == 1 and spy.waited[0] >= 0.25
 
 
 def test_a_refused_connection_is_read_again_only_after_the_pause(full):
