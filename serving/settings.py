@@ -106,9 +106,10 @@ class ServeSettings(BaseSettings):
         default=100.0,
         ge=0,
         description=(
-            "after refusing a request for overload (503 + Retry-After, answered at once), the server "
-            "reads that connection's next request only this much later, so clients that resend at "
-            "once without honouring Retry-After cannot keep the event loop busy refusing (0: no pause)"
+            "after refusing a request for overload (503 + Retry-After), the server refuses that "
+            "connection's next request only this much later (it is read and timed at once, and answered "
+            "if the worker admits it), so clients that resend at once without honouring Retry-After "
+            "cannot keep the event loop busy refusing (0: no pause)"
         ),
     )
     length_ratio: float = Field(

@@ -66,6 +66,7 @@ class DoorHttpToolsProtocol(HttpToolsProtocol):
     """
 
     _refusal: bytes | None = None  # the 503 to write once the refused request's body has gone by
+    _next_refusal_at = 0.0  # loop time before which this connection is not refused again (the pause)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -102,27 +103,25 @@ class DoorHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
             return
         response, self._refusal = self._refusal, None
+        wait_s = self._next_refusal_at - self.loop.time()
+        if wait_s > 0:
+            # this connection was refused less than the pause ago: a client that resends at once,
+            # ignoring Retry-After, gets its next refusal only when the pause is over (the request was
+            # read and timed at its arrival all the same, and one the worker admits is not held)
+            self.loop.call_later(wait_s, self._write_refusal, response, self._keep_alive_after_refusal)
+        else:
+            self._write_refusal(response, self._keep_alive_after_refusal)
+
+    def _write_refusal(self, response: bytes, keep_alive: bool) -> None:
+        if self.transport.is_closing():
+            return
         self.transport.write(response)
         self.server_state.total_requests += 1
         door: OverloadDoor | None = self.app_state.get(DOOR_STATE_KEY)
-        pause_s = door.refused_pause_s if door is not None else 0.0
-        if not self._keep_alive_after_refusal:
+        self._next_refusal_at = self.loop.time() + (door.refused_pause_s if door is not None else 0.0)
+        if not keep_alive:
             self.transport.close()
-        elif pause_s > 0:
-            # the client was told to come back after Retry-After: its next request on this connection
-            # is not read before `pause_s` (it waits in the socket; nothing is lost)
-            self.flow.pause_reading()
-            self.loop.call_later(pause_s, self._resume_after_refusal)
         else:
-            self._arm_keep_alive()
-
-    def _resume_after_refusal(self) -> None:
-        if not self.transport.is_closing():
-            self.flow.resume_reading()
-            self._arm_keep_alive()
-
-    def _arm_keep_alive(self) -> None:
-        if not self.transport.is_closing():
             self.timeout_keep_alive_task = self.loop.call_later(
                 self.timeout_keep_alive, self.timeout_keep_alive_handler
             )

@@ -157,9 +157,10 @@ def test_a_request_is_stamped_with_its_arrival_so_its_deadline_counts_from_its_f
     assert len(spy.waited) == 1 and spy.waited[0] >= 0.25
 
 
-def test_a_refused_connection_is_read_again_only_after_the_pause(full):
-    """A client that resends at once after a 503 (ignoring Retry-After) waits for the pause: its next
-    request stays in the socket, unread, meanwhile; a client that honours Retry-After never notices."""
+def test_a_connection_refused_again_gets_its_refusal_after_the_pause_and_is_read_at_once(full):
+    """A client that resends at once after a 503 (ignoring Retry-After) gets the next 503 only after
+    the pause; its requests are still read at once (timed from their arrival), and one the worker
+    takes (here a health check) is answered in between."""
     url, _ = full
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -168,7 +169,10 @@ def test_a_refused_connection_is_read_again_only_after_the_pause(full):
         refused_at = time.perf_counter()
         sock.sendall(b"GET /health HTTP/1.1\r\nhost: test\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        assert time.perf_counter() - refused_at >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default
+        sock.sendall(post("/predict", {"texts": ["x"]}))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 503")
+        refused_again_s = time.perf_counter() - refused_at
+    assert refused_again_s >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default, separates the two refusals
 
 
 @pytest.fixture
