@@ -458,9 +458,10 @@ def markdown(results: dict) -> str:
                 if kind == "baseline":
                     continue
                 row = results[kind]["load"][i]
+                ratio = row["throughput_rps"] / base["throughput_rps"] if base["throughput_rps"] else None
                 lines.append(
                     f"| {row.get('mix', '-')} | {row['concurrency']} | **{server_label(kind)} / naive** "
-                    f"| **{row['throughput_rps'] / max(base['throughput_rps'], 1e-9):.1f}x** "
+                    f"| **{'naive answered none' if ratio is None else f'{ratio:.1f}x'}** "
                     "| | | | | | | | | |"
                 )
     lines.append("")
