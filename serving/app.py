@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from serving import mlflow_protocol, v2
 from serving.batching import BatcherClosed, ClientGone, DeadlineExceeded, Overloaded
-from serving.door import CLIENT_GONE_SCOPE_KEY, DOOR_STATE_KEY, OverloadDoor
+from serving.door import ARRIVED_SCOPE_KEY, CLIENT_GONE_SCOPE_KEY, DOOR_STATE_KEY, OverloadDoor
 from serving.metrics import ServingMetrics
 from serving.middleware import AdmissionGuard, BodyGuard, RequestMetrics
 from serving.runtime import ModelRuntime, build_predictions
@@ -233,11 +233,13 @@ def _require_ready(runtime: ModelRuntime):
 async def _classify(batcher, texts: list[str], request: Request) -> np.ndarray:
     """Probabilities from the batcher; not running, overload and a missed deadline become 503.
 
-    A request whose client disconnected while it waited is dropped by the batcher (ClientGone,
-    answered 499 to nobody, counted in the request metrics) when the server says how to tell.
+    The deadline counts from the request's arrival (the scope's timestamp, serving.door). A request
+    whose client disconnected while it waited is dropped by the batcher (ClientGone, answered 499 to
+    nobody, counted in the request metrics) when the server says how to tell.
     """
+    scope = request.scope
     try:
-        return await batcher.predict(texts, request.scope.get(CLIENT_GONE_SCOPE_KEY))
+        return await batcher.predict(texts, scope.get(CLIENT_GONE_SCOPE_KEY), scope.get(ARRIVED_SCOPE_KEY))
     except BatcherClosed as exc:
         raise RequestProblem(503, f"model not ready: {exc}") from None
     except Overloaded as exc:

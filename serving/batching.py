@@ -1,23 +1,24 @@
-"""Dynamic micro-batching with bounded admission, deadlines and length-aware batches.
+"""Dynamic micro-batching with admission on deadlines counted from arrival, and length-bucketed batches.
 
-Requests put their texts on a queue and await a future. A collector task on the event loop takes
-the waiting requests: when nothing is computing it dispatches them at once (a lone request never
-waits for company); while a batch computes it keeps collecting until the batch holds
-`max_batch_size` texts or `max_wait_ms` has passed. The batch's texts are sorted by length and cut
-into sub-batches wherever padding would waste too much (`length_ratio`), so short texts do not pay
-for a long one's padding. Each sub-batch is tokenized in a *preparation* thread and run in an
-*inference* thread: the next batch is tokenized while this one computes, and neither ever runs on
-the event loop.
+Requests put their texts on a queue and await a future. The queue buckets texts by length
+(serving.length_queue): a batch is taken from the bucket whose head waited longest, so it holds texts
+of similar length (little padding) instead of a FIFO slice of the whole length mix. A collector task
+on the event loop takes a batch whenever one of two pipeline slots is free: when nothing is
+computing it dispatches at once (a lone request never waits for company); while a batch computes it
+waits up to `max_wait_ms` for the queue to hold `max_batch_size` texts. Each batch is tokenized in a
+*preparation* thread and run in an *inference* thread: the next batch is tokenized while this one
+computes, and neither ever runs on the event loop.
 
-Overload: at most `max_queued_texts` texts wait at once, and no more work is admitted than the
-batcher expects to finish within `deadline_ms` (texts waiting or computing x the measured
-seconds per text: how long the recent batches held the pipeline over how many texts they held,
-so the bound shrinks by itself when the CPU is contended; `ADMISSION_SHARE` of the deadline, leaving the rest
-for the request's own batch). A request that would go past either bound is refused at once with
-`Overloaded` (the app answers 503 + Retry-After) instead of queueing, and a request still waiting
-`deadline_ms` after it arrived fails with `DeadlineExceeded` (503) instead of getting a late
-answer. Scores are exact per text (the backends are batch-invariant), so how texts are grouped
-never changes an answer.
+Overload: every request has a deadline, `deadline_ms` after it *arrived* (the HTTP protocol's
+timestamp when the server provides one, else when the app saw it). A request is admitted only if,
+at the measured pace (seconds per unit of text, `text_units`: how long recent batches held the
+pipeline over the units they held, so the bound shrinks by itself when the CPU is contended), the
+work ahead of it plus its own would end within `ADMISSION_SHARE` of its deadline; otherwise it is
+refused at once with `Overloaded` (503 + Retry-After) instead of queueing. At most
+`max_queued_texts` texts wait at once. A queued request whose batch would, at the pace, end after its
+deadline fails with `DeadlineExceeded` (503) before anything is computed for it, instead of getting
+a late answer. Scores are exact per text (the backends are batch-invariant), so how texts are
+grouped never changes an answer.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import logging
 import os
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,20 +35,18 @@ from typing import Any
 
 import numpy as np
 
+from serving.length_queue import LengthQueue, text_units
+
 log = logging.getLogger(__name__)
 
 PrepareFn = Callable[[list[str]], Any]
 InferFn = Callable[[Any], np.ndarray]
 BatchObserver = Callable[[int, float], None]
 
-# Admission admits work ahead (waiting + computing, at the measured pace) up to this share of the
-# deadline; the rest of the deadline is for the request's own batch and the event loop's hand-offs.
-# Under a flood the queue sits at this bound, so admitted requests wait about this long: at 1.0 their
-# p99 was ~460 ms against a 500 ms deadline, at 0.5 ~360 ms (docs/benchmarks.md). A smaller share
-# used to tip a 64-client load into a refusal flood (each refusal fed more refusals); refusals are
-# now answered in the HTTP protocol and refused connections are read again only after a pause
-# (serving.door), so that feedback is gone.
-ADMISSION_SHARE = 0.5
+# Admission admits a request while the work ahead of it plus its own, at the measured pace, would end
+# within this share of its deadline (counted from its arrival); the rest is the pace's error margin
+# and the response's way back through the event loop.
+ADMISSION_SHARE = 0.8
 
 
 class BatcherClosed(RuntimeError):
@@ -75,6 +73,7 @@ class ClientGone(RuntimeError):
 class _Job:
     texts: list[str]
     future: asyncio.Future
+    arrived: float  # loop time
     deadline: float
     probs: np.ndarray | None = None
     remaining: int = 0
@@ -87,7 +86,7 @@ class _Job:
 
 
 class MicroBatcher:
-    """Group concurrent `predict` calls into length-sorted batches, tokenized while the previous one runs."""
+    """Group concurrent `predict` calls into batches of similar lengths, tokenized during the previous."""
 
     def __init__(
         self,
@@ -122,40 +121,58 @@ class MicroBatcher:
         self._thread_initializer = thread_initializer
         self.loop_niceness = loop_niceness
         self._loop_priority: tuple[int, int] | None = None  # (thread id, its priority before start)
-        self._pending: deque[_Job] = deque()
-        self._queued_texts = 0
+        self._queue = LengthQueue(length_ratio)
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._prepare_pool: ThreadPoolExecutor | None = None
         self._infer_pool: ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
         self._running: set[asyncio.Task] = set()
-        self._inflight_texts = 0  # collected, being tokenized or computed
-        self.seconds_per_text = 0.0  # moving average of the pipeline's seconds per text (see _run_group)
-        self._held_sum = self._texts_sum = 0.0
-        self._last_done = 0.0  # perf_counter of the last group's completion
+        self._inflight_units = 0  # units of the texts collected, being tokenized or computed
+        self._inflight_texts = 0
+        self.seconds_per_unit = 0.0  # the pipeline's pace per text unit (see _run_group)
+        self._held_sum = self._units_sum = self._texts_sum = 0.0
+        self._last_done = 0.0  # perf_counter of the last batch's completion
 
-    def admits(self, n: int) -> bool:
-        """Whether `n` more texts fit: under the queue bound and, by the measured rate, the deadline.
+    @property
+    def typical_units(self) -> float:
+        """Units of an average recent text (what the door assumes before a request's body is read)."""
+        return self._units_sum / self._texts_sum if self._texts_sum else float(text_units("x" * 90))
+
+    def work_ahead_s(self) -> float:
+        """Seconds of work queued and computing, at the measured pace."""
+        return (self._queue.units + self._inflight_units) * self.seconds_per_unit
+
+    def admits(self, texts: int = 1, units: float | None = None, age_s: float = 0.0) -> bool:
+        """Whether a request of `texts` texts worth `units` (default: typical texts) that arrived `age_s`
+        seconds ago fits: under the queue bound and, at the measured pace, done within its deadline's share.
 
         An empty queue always admits (a request is never refused for its own size alone).
         """
-        queued = self._queued_texts
-        if not queued:
+        queue = self._queue
+        if not queue.texts:
             return True
-        if self.max_queued_texts and queued + n > self.max_queued_texts:
+        if self.max_queued_texts and queue.texts + texts > self.max_queued_texts:
             return False
-        ahead = queued + self._inflight_texts + n
-        return not (self.deadline_s and ahead * self.seconds_per_text > ADMISSION_SHARE * self.deadline_s)
+        units = texts * self.typical_units if units is None else units
+        if not self.deadline_s:
+            return True
+        done_in = age_s + self.work_ahead_s() + units * self.seconds_per_unit
+        return done_in <= ADMISSION_SHARE * self.deadline_s
 
     @property
     def queued_texts(self) -> int:
-        return self._queued_texts
+        return self._queue.texts
+
+    @property
+    def seconds_per_text(self) -> float:
+        """The pace per typical text (for logs and messages)."""
+        return self.seconds_per_unit * self.typical_units
 
     def start(self) -> None:
         """Start the collector on the running event loop."""
         self._wakeup = asyncio.Event()
-        self._slots = asyncio.Semaphore(2)  # one sub-batch computing, the next one being tokenized
+        self._slots = asyncio.Semaphore(2)  # one batch computing, the next one being tokenized
         self._prepare_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         self._infer_pool = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="inference", initializer=self._thread_initializer
@@ -195,8 +212,8 @@ class MicroBatcher:
             log.info("event loop priority not restored (needs CAP_SYS_NICE)")
 
     def reset_rate(self) -> None:
-        """Forget the measured seconds per text (warm-up passes are slow and unrepresentative)."""
-        self.seconds_per_text = self._held_sum = self._texts_sum = 0.0
+        """Forget the measured pace (warm-up passes are slow and unrepresentative)."""
+        self.seconds_per_unit = self._held_sum = self._units_sum = self._texts_sum = 0.0
 
     async def stop(self) -> None:
         """Stop collecting; requests still queued fail with BatcherClosed."""
@@ -210,37 +227,51 @@ class MicroBatcher:
             self._task = None
         for task in list(self._running):
             task.cancel()
-        while self._pending:
-            self._fail(self._pending.popleft(), BatcherClosed("server is shutting down"))
-        self._set_depth(0)
+        for job, _, _ in self._queue.drain():
+            self._fail(job, BatcherClosed("server is shutting down"))
+        self._set_depth()
         for pool in (self._prepare_pool, self._infer_pool):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
         self._prepare_pool = self._infer_pool = None
 
-    async def predict(self, texts: list[str], client_gone: Callable[[], bool] | None = None) -> np.ndarray:
+    async def predict(
+        self,
+        texts: list[str],
+        client_gone: Callable[[], bool] | None = None,
+        arrived: float | None = None,
+    ) -> np.ndarray:
         """Probabilities for `texts` (rows in order); raises Overloaded or DeadlineExceeded under overload.
 
-        `client_gone` (optional) says whether the client has disconnected: such a request is dropped
-        from the queue (ClientGone) instead of computed, so clients that give up cost nothing more.
+        `arrived` (the event loop's clock) is when the request reached the server; its deadline counts
+        from there (default: now). `client_gone` (optional) says whether the client has disconnected:
+        such a request is dropped from the queue (ClientGone) instead of computed.
         """
         if self._task is None or self._wakeup is None:
             raise BatcherClosed("batcher is not running")
-        n = len(texts)
-        if not self.admits(n):
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        arrived = now if arrived is None else min(arrived, now)
+        units = sum(text_units(text) for text in texts)
+        if not self.admits(len(texts), units, now - arrived):
             if self._on_shed is not None:
                 self._on_shed("queue_full")
             raise Overloaded(
-                f"server is at capacity ({self._queued_texts} texts queued, limit {self.max_queued_texts}, "
-                f"about {1000 * (self._queued_texts + self._inflight_texts) * self.seconds_per_text:.0f} ms "
-                "of work); retry later",
+                f"server is at capacity ({self._queue.texts} texts queued, limit {self.max_queued_texts}, "
+                f"about {1000 * self.work_ahead_s():.0f} ms of work); retry later",
                 self.retry_after_s,
             )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.deadline_s if self.deadline_s else float("inf")
-        job = _Job(list(texts), loop.create_future(), deadline, remaining=n, client_gone=client_gone)
-        self._pending.append(job)
-        self._set_depth(self._queued_texts + n)
+        deadline = arrived + self.deadline_s if self.deadline_s else float("inf")
+        job = _Job(
+            list(texts),
+            loop.create_future(),
+            arrived,
+            deadline,
+            remaining=len(texts),
+            client_gone=client_gone,
+        )
+        self._queue.push(job)
+        self._set_depth()
         self._wakeup.set()
         try:
             return await job.future
@@ -249,10 +280,9 @@ class MicroBatcher:
                 self._on_shed("deadline")
             raise
 
-    def _set_depth(self, depth: int) -> None:
-        self._queued_texts = depth
+    def _set_depth(self) -> None:
         if self._on_queue_depth is not None:
-            self._on_queue_depth(depth)
+            self._on_queue_depth(self._queue.texts)
 
     @staticmethod
     def _fail(job: _Job, exc: BaseException) -> None:
@@ -263,86 +293,78 @@ class MicroBatcher:
     async def _collect_forever(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            while not self._pending:
+            while not self._queue.texts:
                 self._wakeup.clear()
                 await self._wakeup.wait()
             await self._slots.acquire()  # wait here, not holding texts: the queue keeps filling meanwhile
             try:
-                jobs = await self._collect_batch(loop)
+                batch = await self._collect_batch(loop)
             except BaseException:
                 self._slots.release()
                 raise
-            if not jobs:
+            if not batch:
                 self._slots.release()
                 continue
-            groups = self._length_groups(jobs)
-            self._inflight_texts += sum(len(job.texts) for job in jobs)
-            # the first group takes the slot already held; the others wait for theirs in order
-            task = loop.create_task(self._run_groups(groups))
+            units = sum(text_units(text) for _, _, text in batch)
+            self._inflight_units += units
+            self._inflight_texts += len(batch)
+            task = loop.create_task(self._run_batch(batch, units))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _collect_batch(self, loop) -> list[_Job]:
-        """Take jobs off the queue until the batch is full or the wait is over; expired jobs fail."""
-        jobs: list[_Job] = []
-        size = 0
+    async def _collect_batch(self, loop) -> list[tuple[_Job, int, str]]:
+        """Wait (at most `max_wait_ms`, and only while something computes) for a full batch, then take
+        one batch of similar lengths; requests that are over fail first (gone, or past their deadline)."""
         started = loop.time()
-        while True:
-            while self._pending and size < self.max_batch_size:
-                job = self._pending[0]
-                if jobs and size + len(job.texts) > self.max_batch_size:
-                    break
-                self._pending.popleft()
-                self._set_depth(self._queued_texts - len(job.texts))
-                if job.abandoned():
-                    self._fail(job, ClientGone("client disconnected before its batch started"))
-                    continue
-                if loop.time() > job.deadline:
-                    self._fail(job, DeadlineExceeded("request waited longer than its deadline"))
-                    continue
-                jobs.append(job)
-                size += len(job.texts)
+        while self._inflight_texts and self._queue.texts < self.max_batch_size:
             remaining = started + self.max_wait_s - loop.time()
-            idle = not self._inflight_texts  # nothing computing: waiting for company only adds latency
-            if size >= self.max_batch_size or remaining <= 0 or (self._pending and jobs) or (idle and jobs):
-                return jobs
+            if remaining <= 0:
+                break
             self._wakeup.clear()
             try:
                 await asyncio.wait_for(self._wakeup.wait(), remaining)
             except TimeoutError:
-                return jobs
+                break
+        now = loop.time()
+        self._drop_dead(now)
+        batch = self._queue.take(self.max_batch_size)
+        # the batch ends after what computes now and its own work: a request it would answer after
+        # its deadline fails now, before anything is computed for it
+        ends = now + (self._inflight_units + sum(text_units(t) for _, _, t in batch)) * self.seconds_per_unit
+        kept = []
+        for item in batch:
+            job = item[0]
+            if job.failed:
+                continue
+            if job.deadline < ends:
+                self._fail(job, DeadlineExceeded("request would be answered after its deadline"))
+                continue
+            kept.append(item)
+        self._set_depth()
+        return kept
 
-    def _length_groups(self, jobs: list[_Job]) -> list[list[tuple[_Job, int, str]]]:
-        """Texts by length, cut where one is over `length_ratio` x the group's shortest (+16 chars)."""
-        items = sorted(
-            ((job, i, text) for job in jobs for i, text in enumerate(job.texts)), key=lambda it: len(it[2])
-        )
-        groups: list[list[tuple[_Job, int, str]]] = []
-        current: list[tuple[_Job, int, str]] = []
-        for item in items:
-            if current and (
-                len(current) >= self.max_batch_size
-                or len(item[2]) > self.length_ratio * max(1, len(current[0][2])) + 16
-            ):
-                groups.append(current)
-                current = []
-            current.append(item)
-        if current:
-            groups.append(current)
-        return groups
+    def _drop_dead(self, now: float) -> None:
+        def dead(job: _Job) -> bool:
+            if job.failed:
+                return True
+            if job.abandoned():
+                self._fail(job, ClientGone("client disconnected before its batch started"))
+                return True
+            if now > job.deadline:
+                self._fail(job, DeadlineExceeded("request waited longer than its deadline"))
+                return True
+            return False
 
-    async def _run_groups(self, groups: list[list[tuple[_Job, int, str]]]) -> None:
-        loop = asyncio.get_running_loop()
-        for k, group in enumerate(groups):
-            try:
-                if k:
-                    await self._slots.acquire()
-                try:
-                    await self._run_group(loop, group)
-                finally:
-                    self._slots.release()
-            finally:
-                self._inflight_texts -= len(group)
+        for _ in self._queue.drop_heads(dead):
+            pass
+
+    async def _run_batch(self, batch: list[tuple[_Job, int, str]], units: int) -> None:
+        try:
+            await self._run_group(asyncio.get_running_loop(), batch)
+        finally:
+            self._slots.release()
+            self._inflight_units -= units
+            self._inflight_texts -= len(batch)
 
     def _timed_infer(self, feeds: Any) -> tuple[np.ndarray, float]:
         """The inference call and its duration, measured in the inference thread (the queue's pace)."""
@@ -372,19 +394,7 @@ class MicroBatcher:
                 self._fail(job, exc)
             return
         done = time.perf_counter()
-        elapsed = done - started
-        # The queue's pace: how long this group held the pipeline. When it was already waiting as the
-        # previous group finished, that is the gap between the two completions (inference plus every
-        # hand-off and wait for the CPU the event loop took); it is never less than the inference.
-        held = done - max(started, self._last_done)
-        self._last_done = done
-        # seconds per text over the recent groups, weighted by their texts (a small group costs more
-        # per text; averaging per group would overstate the pace): exponentially decayed sums
-        self._held_sum = 0.9 * self._held_sum + max(infer_s, held)
-        self._texts_sum = 0.9 * self._texts_sum + len(texts)
-        self.seconds_per_text = self._held_sum / self._texts_sum
-        if self._on_batch is not None:
-            self._on_batch(len(texts), elapsed)
+        self._observe_pace(texts, started, done, infer_s)
         for row, (job, i, _) in enumerate(group):
             if job.failed or job.future.done():
                 continue
@@ -394,3 +404,20 @@ class MicroBatcher:
             job.remaining -= 1
             if job.remaining == 0:
                 job.future.set_result(job.probs)
+
+    def _observe_pace(self, texts: list[str], started: float, done: float, infer_s: float) -> None:
+        """The queue's pace: how long this batch held the pipeline, per unit of its texts.
+
+        When it was already waiting as the previous batch finished, the hold is the gap between the two
+        completions (inference plus every hand-off and wait for the CPU the event loop took); it is
+        never less than the inference. Exponentially decayed sums over the recent batches, weighted by
+        their units (a small batch costs more per unit; averaging per batch would overstate the pace).
+        """
+        held = done - max(started, self._last_done)
+        self._last_done = done
+        self._held_sum = 0.9 * self._held_sum + max(infer_s, held)
+        self._units_sum = 0.9 * self._units_sum + sum(text_units(text) for text in texts)
+        self._texts_sum = 0.9 * self._texts_sum + len(texts)
+        self.seconds_per_unit = self._held_sum / self._units_sum
+        if self._on_batch is not None:
+            self._on_batch(len(texts), done - started)

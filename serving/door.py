@@ -1,14 +1,16 @@
-"""Refusing at the door: an overloaded worker answers 503 + Retry-After from Uvicorn's HTTP protocol.
+"""Refusing at the door: an overloaded worker answers 503 + Retry-After before the app sees the request.
 
 Clients that ignore Retry-After (load generators, naive retry loops) resend a refused request at
 once, so under a flood most of what a worker does is refusing. Refused inside the ASGI app, every
 refusal costs a task, the middleware stack, two socket writes and an access-log line (~0.2 ms of
 event-loop CPU); thousands a second stretch every turn of the event loop, and the admitted requests,
-which need several turns each (parse, enqueue, hand-offs to the tokenize and inference threads,
-respond), wait behind them. `DoorHttpToolsProtocol` decides when a request's headers are parsed:
-if the worker's batcher admits nothing more, the request's body is skipped as it arrives and one
-pre-formatted 503 is written with a single write, no task, no app. Everything else goes to the app
-unchanged (where `serving.middleware.AdmissionGuard` applies the same rule for other ASGI servers).
+which need several turns each, wait behind them. `OverloadDoor` is the rule and the bookkeeping:
+which requests a full worker refuses (scoring requests its batcher would not finish within their
+deadline, counted from their arrival), the one pre-formatted 503 to write, the metrics. Uvicorn's
+HTTP protocol applies it once a request's headers are parsed, with no task and no app
+(`serving.uvicorn_compat`, the one module that depends on Uvicorn's internals, checked against the
+installed version); `serving.middleware.AdmissionGuard` applies the same rule in the app for what
+the protocol hands on and for other ASGI servers.
 
 The app publishes its `OverloadDoor` in the ASGI lifespan state (`DOOR_STATE_KEY`); a protocol
 without one (model still loading, another app) refuses nothing. Door refusals are counted in the
@@ -23,16 +25,17 @@ import logging
 import time
 from collections.abc import Iterable
 
-import httptools
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
-
 log = logging.getLogger(__name__)
 
 DOOR_STATE_KEY = "serving.door"
 # a zero-argument callable in each request's ASGI scope: True once the client has disconnected
 CLIENT_GONE_SCOPE_KEY = "serving.client_gone"
+# the event loop's time when the request's first bytes were parsed (set by the HTTP protocol; where
+# the server does not, AdmissionGuard sets it when the app first sees the request)
+ARRIVED_SCOPE_KEY = "serving.arrived"
 # what `uvicorn.Config(http=...)` and the Gunicorn worker are given
-HTTP_PROTOCOL = "serving.door:DoorHttpToolsProtocol"
+HTTP_PROTOCOL = "serving.uvicorn_compat:DoorHttpToolsProtocol"
+SERVICE_UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\n"
 SUMMARY_EVERY_S = 10.0
 
 
@@ -66,12 +69,14 @@ class OverloadDoor:
         self._refused_since_summary = 0
         self._summary_at = time.monotonic()
 
-    def refuses(self, method: bytes, path: bytes) -> bool:
+    def refuses(self, method: bytes, path: bytes, age_s: float = 0.0) -> bool:
+        """A scoring request (body not read yet: one typical text assumed) that arrived `age_s` ago
+        and that the batcher would not finish within its deadline."""
         batcher = self.runtime.batcher
         return (
             batcher is not None
             and method == b"POST"
-            and not batcher.admits(1)
+            and not batcher.admits(age_s=age_s)
             and (path in self.paths or path.startswith(self.prefixes))
         )
 
@@ -79,7 +84,7 @@ class OverloadDoor:
         """The whole HTTP response (status line, headers, body) for a request refused at the door."""
         batcher = self.runtime.batcher
         body, retry_after = overload_refusal(batcher)
-        head = [STATUS_LINE[503]]
+        head = [SERVICE_UNAVAILABLE]
         for name, value in default_headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(
@@ -106,72 +111,3 @@ class OverloadDoor:
                 now - self._summary_at,
             )
             self._refused_since_summary, self._summary_at = 0, now
-
-
-class DoorHttpToolsProtocol(HttpToolsProtocol):
-    """Uvicorn's httptools protocol, refusing scoring requests at the door while the worker is full.
-
-    Every request it hands to the app carries `CLIENT_GONE_SCOPE_KEY` in its scope, so a request
-    whose client disconnected while it waited is dropped from the queue, not computed.
-
-    Only a request that starts a fresh exchange is refused here: not one pipelined behind a request
-    still being answered (its answer would overtake the earlier one), and not one that waits for
-    `100 Continue` (its client may never send the body the parser expects); those go to the app.
-    """
-
-    _refusal: bytes | None = None  # the 503 to write once the refused request's body has gone by
-
-    def on_headers_complete(self) -> None:
-        door: OverloadDoor | None = self.app_state.get(DOOR_STATE_KEY)
-        if (
-            door is not None
-            and not self.expect_100_continue
-            and (self.cycle is None or self.cycle.response_complete)
-            and not self.pipeline
-            and not self.parser.should_upgrade()
-        ):
-            path = httptools.parse_url(self.url).path
-            if door.refuses(self.parser.get_method(), path):
-                keep_alive = self.parser.should_keep_alive()
-                self._refusal = door.refusal(path, self.server_state.default_headers, keep_alive)
-                self._keep_alive_after_refusal = keep_alive
-                return
-        super().on_headers_complete()
-        cycle = self.cycle
-        if cycle is not None and cycle.scope is self.scope:  # this request's cycle (not an upgrade)
-            # the batcher drops a queued request whose client went away instead of computing it
-            self.scope[CLIENT_GONE_SCOPE_KEY] = lambda: cycle.disconnected
-
-    def on_body(self, body: bytes) -> None:
-        if self._refusal is None:
-            super().on_body(body)
-
-    def on_message_complete(self) -> None:
-        if self._refusal is None:
-            super().on_message_complete()
-            return
-        response, self._refusal = self._refusal, None
-        self.transport.write(response)
-        self.server_state.total_requests += 1
-        door: OverloadDoor | None = self.app_state.get(DOOR_STATE_KEY)
-        pause_s = door.refused_pause_s if door is not None else 0.0
-        if not self._keep_alive_after_refusal:
-            self.transport.close()
-        elif pause_s > 0:
-            # the client was told to come back after Retry-After: its next request on this connection
-            # is not read before `pause_s` (it waits in the socket; nothing is lost)
-            self.flow.pause_reading()
-            self.loop.call_later(pause_s, self._resume_after_refusal)
-        else:
-            self._arm_keep_alive()
-
-    def _resume_after_refusal(self) -> None:
-        if not self.transport.is_closing():
-            self.flow.resume_reading()
-            self._arm_keep_alive()
-
-    def _arm_keep_alive(self) -> None:
-        if not self.transport.is_closing():
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )

@@ -6,11 +6,12 @@ when a streamed body grows past it, and 415 when a JSON endpoint gets another co
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable
 
-from serving.door import OverloadDoor, overload_refusal
+from serving.door import ARRIVED_SCOPE_KEY, OverloadDoor, overload_refusal
 from serving.metrics import ServingMetrics
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -119,12 +120,15 @@ class RequestMetrics:
 
 
 class AdmissionGuard:
-    """Shed before the body is read: while the batcher admits nothing more, a scoring request gets
-    503 + Retry-After without being parsed or routed. (The batcher checks again on enqueue.)
+    """Shed before the body is read: a scoring request the batcher would not finish within its deadline
+    gets 503 + Retry-After without being parsed or routed. (The batcher checks again on enqueue, with
+    the request's own texts.)
 
-    Under Uvicorn with `serving.door.DoorHttpToolsProtocol` (how the server is run) such requests
-    are refused earlier still, in the HTTP protocol; this guard covers requests that protocol hands
-    on (pipelined, `Expect: 100-continue`) and other ASGI servers.
+    The deadline counts from the request's arrival: the HTTP protocol's timestamp in the scope
+    (`ARRIVED_SCOPE_KEY`), else now, which this guard records for the batcher. Under Uvicorn with
+    `serving.uvicorn_compat.DoorHttpToolsProtocol` (how the server is run) such requests are refused
+    earlier still, in the HTTP protocol; this guard covers requests that protocol hands on (pipelined,
+    `Expect: 100-continue`) and other ASGI servers.
     """
 
     def __init__(self, app, *, door: OverloadDoor) -> None:
@@ -132,8 +136,13 @@ class AdmissionGuard:
         self.door = door
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and self.door.refuses(
-            scope["method"].encode(), scope.get("raw_path") or scope["path"].encode()
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        now = asyncio.get_running_loop().time()
+        arrived = scope.setdefault(ARRIVED_SCOPE_KEY, now)
+        if self.door.refuses(
+            scope["method"].encode(), scope.get("raw_path") or scope["path"].encode(), now - arrived
         ):
             self.door.runtime.metrics.observe_shed("queue_full")
             body, retry_after = overload_refusal(self.door.runtime.batcher)

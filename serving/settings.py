@@ -85,9 +85,10 @@ class ServeSettings(BaseSettings):
         default=500.0,
         ge=0,
         description=(
-            "a request still waiting for its batch this long after it arrived gets 503; requests are "
-            "refused on arrival while the work ahead, at the measured pace, is more than half of it "
-            "(the other half is for the request's own batch; 0: none)"
+            "every request's deadline, counted from its arrival on the connection: a request is "
+            "admitted only if the work ahead of it plus its own, at the measured pace, ends within 80% "
+            "of it (else 503 + Retry-After at once), and a queued one its batch would answer after it "
+            "gets 503 before anything is computed (0: none)"
         ),
     )
     loop_niceness: int = Field(
@@ -105,15 +106,19 @@ class ServeSettings(BaseSettings):
         default=100.0,
         ge=0,
         description=(
-            "after refusing a request for overload (503 + Retry-After, answered at once), the server "
-            "reads that connection's next request only this much later, so clients that resend at "
-            "once without honouring Retry-After cannot keep the event loop busy refusing (0: no pause)"
+            "after refusing a request for overload (503 + Retry-After), the server refuses that "
+            "connection's next request only this much later (it is read and timed at once, and answered "
+            "if the worker admits it), so clients that resend at once without honouring Retry-After "
+            "cannot keep the event loop busy refusing (0: no pause)"
         ),
     )
     length_ratio: float = Field(
         default=1.5,
         ge=1.0,
-        description="length-aware batching: cut a batch where a text is this many times its shortest",
+        description=(
+            "length-bucketed batching: waiting texts are bucketed by length in steps of this ratio and "
+            "a batch is taken from one bucket and its two neighbours"
+        ),
     )
     cache_dir: Path = Field(
         default_factory=lambda: Path(os.environ.get("EMOTION_LOCAL_DIR", ".local")) / "cache" / "serving",

@@ -65,7 +65,7 @@ def client(tiny_model_dir: Path, tmp_path_factory) -> Iterator[TestClient]:
 
 @contextmanager
 def uvicorn_server(app) -> Iterator[str]:
-    """`app` under a real Uvicorn server as the server runs it (the door protocol, serving.door) on
+    """`app` under a real Uvicorn server as the server runs it (the door protocol, serving.uvicorn_compat) on
     127.0.0.1 (a free port), in a background thread; yields the base URL once /ready says 200."""
     import uvicorn
 

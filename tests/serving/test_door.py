@@ -1,8 +1,10 @@
-"""Refusing at the door (serving.door): while a worker is full, scoring requests are answered 503 +
-Retry-After by the HTTP protocol itself, without the app, and the connection stays usable."""
+"""Refusing at the door (serving.door, serving.uvicorn_compat): while a worker is full, scoring
+requests are answered 503 + Retry-After by the HTTP protocol itself, without the app, and the
+connection stays usable."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -13,6 +15,7 @@ import httpx
 import pytest
 
 from serving.app import create_app
+from serving.door import ARRIVED_SCOPE_KEY
 from tests.serving.conftest import make_settings, uvicorn_server
 
 V2_INFER = "/v2/models/emotion-classifier/infer"
@@ -24,10 +27,12 @@ class Spy:
     def __init__(self, app) -> None:
         self.app = app
         self.seen: list[tuple[str, str]] = []
+        self.waited: list[float] = []  # seconds from the request's arrival stamp to the app seeing it
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http":
             self.seen.append((scope["method"], scope["path"]))
+            self.waited.append(asyncio.get_running_loop().time() - scope[ARRIVED_SCOPE_KEY])
         await self.app(scope, receive, send)
 
 
@@ -43,7 +48,7 @@ def door_server(tiny_model_dir, tmp_path_factory):
 def full(door_server):
     """The worker's batcher admits nothing while the test runs."""
     url, spy, batcher = door_server
-    batcher.admits = lambda n: False
+    batcher.admits = lambda *args, **kwargs: False
     spy.seen.clear()
     yield url, spy
     del batcher.admits
@@ -140,9 +145,22 @@ def test_the_door_opens_again_when_the_worker_admits(door_server):
     assert ("POST", "/predict") in spy.seen
 
 
-def test_a_refused_connection_is_read_again_only_after_the_pause(full):
-    """A client that resends at once after a 503 (ignoring Retry-After) waits for the pause: its next
-    request stays in the socket, unread, meanwhile; a client that honours Retry-After never notices."""
+def test_a_request_is_stamped_with_its_arrival_so_its_deadline_counts_from_its_first_bytes(door_server):
+    """The request line arrives, then the rest 0.3 s later: the app sees it with that 0.3 s already
+    counted (its deadline started when its first bytes were read, not when the app got it)."""
+    url, spy, _ = door_server
+    spy.waited.clear()
+    request = post("/predict", {"texts": ["i am so happy today"]})
+    line_end = request.index(b"\r\n") + 2
+    answer = raw_exchange(url, request[:line_end], request[line_end:], pause_s=0.3)
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert len(spy.waited) == 1 and spy.waited[0] >= 0.25
+
+
+def test_a_connection_refused_again_gets_its_refusal_after_the_pause_and_is_read_at_once(full):
+    """A client that resends at once after a 503 (ignoring Retry-After) gets the next 503 only after
+    the pause; its requests are still read at once (timed from their arrival), and one the worker
+    takes (here a health check) is answered in between."""
     url, _ = full
     host, port = url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
@@ -151,7 +169,10 @@ def test_a_refused_connection_is_read_again_only_after_the_pause(full):
         refused_at = time.perf_counter()
         sock.sendall(b"GET /health HTTP/1.1\r\nhost: test\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        assert time.perf_counter() - refused_at >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default
+        sock.sendall(post("/predict", {"texts": ["x"]}))
+        assert sock.recv(65536).startswith(b"HTTP/1.1 503")
+        refused_again_s = time.perf_counter() - refused_at
+    assert refused_again_s >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default, separates the two refusals
 
 
 @pytest.fixture

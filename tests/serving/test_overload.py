@@ -7,6 +7,7 @@ import asyncio
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import httpx
@@ -85,9 +86,9 @@ def test_admission_also_refuses_more_work_than_the_deadline_allows_at_the_measur
     async def scenario():
         batcher = MicroBatcher(list, slow_infer(0.1), max_batch_size=1, max_wait_ms=0, deadline_ms=500)
         batcher.start()
-        await batcher.predict(["warm-up"])  # measures ~0.1 s per text
+        await batcher.predict(["warm-up"])  # measures ~0.1 s per text of this length
         results = await asyncio.gather(
-            *(batcher.predict([f"t{i}"]) for i in range(10)), return_exceptions=True
+            *(batcher.predict([f"t{i:06d}"]) for i in range(10)), return_exceptions=True
         )
         await batcher.stop()
         return batcher.seconds_per_text, results
@@ -95,10 +96,43 @@ def test_admission_also_refuses_more_work_than_the_deadline_allows_at_the_measur
     per_text, results = asyncio.run(scenario())
     assert per_text >= 0.09
     refused = [r for r in results if isinstance(r, Overloaded)]
-    # work admitted (queued + computing) stays within ADMISSION_SHARE x 0.5 s at ~0.1 s per text
+    # admitted: while the work ahead plus its own ends within ADMISSION_SHARE x 0.5 s at ~0.1 s per text
     admitted = round(ADMISSION_SHARE * 0.5 / 0.1)
     assert 10 - admitted - 1 <= len(refused) <= 10 - admitted + 1
     assert all(isinstance(r, np.ndarray | Overloaded | DeadlineExceeded) for r in results)
+
+
+def test_the_deadline_counts_from_arrival_and_admission_includes_the_time_already_waited():
+    """With work queued, a request that arrived 0.45 s ago (0.5 s deadline) is refused; the same
+    request arriving now is admitted; and it gets its answer, not a refusal, once the queue is empty."""
+    release = threading.Event()
+
+    def infer(texts: list[str]) -> np.ndarray:
+        if texts == ["t-0"]:
+            release.wait(30)
+        return np.zeros((len(texts), 2))
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(list, infer, max_batch_size=1, max_wait_ms=0, deadline_ms=500)
+        batcher.start()
+        running = [asyncio.ensure_future(batcher.predict([f"t-{i}"])) for i in range(3)]
+        deadline = loop.time() + 30
+        while batcher.queued_texts != 1:  # t-0 computing, t-1 in the second slot, t-2 waiting
+            assert loop.time() < deadline
+            await asyncio.sleep(0.01)
+        late = batcher.predict(["t-late"], arrived=loop.time() - 0.45)
+        with pytest.raises(Overloaded):
+            await late
+        fresh = asyncio.ensure_future(batcher.predict(["t-fresh"], arrived=loop.time()))
+        release.set()
+        answers = await asyncio.gather(*running, fresh)
+        alone = await batcher.predict(["t-alone"], arrived=loop.time() - 0.45)  # empty queue: admitted
+        await batcher.stop()
+        return answers, alone
+
+    answers, alone = asyncio.run(scenario())
+    assert all(a.shape == (1, 2) for a in answers) and alone.shape == (1, 2)
 
 
 def test_length_aware_batches_group_similar_lengths_and_keep_rows_in_order():
