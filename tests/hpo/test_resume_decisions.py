@@ -1,0 +1,165 @@
+"""A resumed search decides as the uninterrupted one (slow): the real hpo step, one trial at a time,
+interrupted by SIGINT or killed by SIGKILL at an early, a middle and a late point, then run again
+with the same workflow uid (what `make resume` and a pod retry do)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steps.hpo.tracking import FINISHED, KILLED, TRIAL_ID_TAG
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+SAMPLES, MAX_EPOCHS = 6, 3
+
+
+def _argv(tokenized_dir, model, space, tmp: Path, alg: str) -> list[str]:
+    return [
+        sys.executable, "-m", "steps.hpo",
+        "--tokenized-dir", str(tokenized_dir), "--model", str(model), "--search-space", str(space),
+        "--num-samples", str(SAMPLES), "--max-epochs", str(MAX_EPOCHS), "--limit", "120",
+        "--asha-grace-period", "1", "--asha-reduction-factor", "2", "--search-alg", alg,
+        "--cpus-per-trial", "1", "--ray-num-cpus", "1", "--torch-threads", "1", "--seed", "5",
+        "--storage-dir", str(tmp / "hpo"), "--result-dir", str(tmp / "result"), "--workflow-uid", "wf-r",
+    ]  # fmt: skip
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "MLFLOW_EXPERIMENT_NAME": "resume",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def _record(tmp: Path) -> dict[int, dict]:
+    """Per trial (by its index in the search): config, status and per-epoch metrics."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("resume")
+    if experiment is None:
+        return {}
+    out = {}
+    for run in client.search_runs([experiment.experiment_id], "tags.hpo_role = 'trial'", max_results=100):
+        index = int(run.data.tags[TRIAL_ID_TAG].rsplit("_", 1)[1])
+        metrics = {
+            key: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
+            for key in ("train_loss", "val_loss", "val_accuracy")
+        }  # fmt: skip
+        out[index] = {"params": run.data.params, "status": run.info.status, "metrics": metrics}
+    return out
+
+
+def _epochs(record: dict[int, dict]) -> int:
+    return sum(len(r["metrics"]["val_loss"]) for r in record.values())
+
+
+def _run(argv, env, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def _interrupt_after(argv, env, tmp: Path, epochs: int, sig: int) -> int:
+    """Start the step, send `sig` once `epochs` trial-epochs are in MLflow; its exit code."""
+    with open(tmp / "first.log", "wb") as log:
+        driver = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
+    deadline = time.monotonic() + 300
+    try:
+        while driver.poll() is None and time.monotonic() < deadline:
+            if _epochs(_record(tmp)) >= epochs:
+                break
+            time.sleep(0.2)
+        assert driver.poll() is None, "the search ended before it could be interrupted"
+        os.kill(driver.pid, sig)
+        driver.wait(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+            driver.wait()
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray's processes of the dead driver, as a pod's end
+        except ProcessLookupError:
+            pass
+    return driver.returncode
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("space") / "space.yaml"
+    path.write_text(
+        "learning_rate: {distribution: loguniform, low: 1.0e-5, high: 3.0e-3}\n"
+        "batch_size: {distribution: choice, values: [16, 32]}\n"
+    )
+    return path
+
+
+_BASELINES: dict[str, dict] = {}
+
+
+def _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory) -> dict[int, dict]:
+    if alg not in _BASELINES:
+        tmp = tmp_path_factory.mktemp(f"baseline-{alg}")
+        done = _run(_argv(tokenized_dir, tiny_base_model, space, tmp, alg), _env(tmp))
+        assert done.returncode == 0, done.stderr[-3000:]
+        _BASELINES[alg] = _record(tmp)
+    return _BASELINES[alg]
+
+
+@pytest.mark.parametrize(
+    ("alg", "sig", "point"),
+    [
+        ("random", signal.SIGINT, 2),
+        ("random", signal.SIGINT, 7),
+        ("random", signal.SIGKILL, 4),
+        ("random", signal.SIGKILL, 9),
+        ("optuna", signal.SIGINT, 4),
+        ("optuna", signal.SIGKILL, 6),
+    ],
+    ids=["random-sigint-early", "random-sigint-late", "random-sigkill-middle", "random-sigkill-late",
+         "optuna-sigint-middle", "optuna-sigkill-middle"],
+)  # fmt: skip
+def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
+    alg, sig, point, tokenized_dir, tiny_base_model, space, tmp_path, tmp_path_factory
+):
+    expected = _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory)
+    total = _epochs(expected)
+    assert total < SAMPLES * MAX_EPOCHS, "ASHA stopped some trials in the uninterrupted search"
+    assert point < total
+
+    argv, env = _argv(tokenized_dir, tiny_base_model, space, tmp_path, alg), _env(tmp_path)
+    code = _interrupt_after(argv, env, tmp_path, point, sig)
+    assert code != 0, (tmp_path / "first.log").read_text()[-3000:]
+    assert not (tmp_path / "result" / "result.json").exists(), "an interrupted search wrote a result"
+    interrupted = _record(tmp_path)
+    assert FINISHED not in {r["status"] for r in interrupted.values()} or len(interrupted) < SAMPLES
+    if sig == signal.SIGINT:  # closed as interrupted; a killed driver cannot close anything
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(env["MLFLOW_TRACKING_URI"])
+        experiment = client.get_experiment_by_name("resume")
+        parent = client.search_runs([experiment.experiment_id], "tags.hpo_role = 'parent'")[0]
+        assert parent.info.status == KILLED
+
+    resumed = _run(argv, env)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    got = _record(tmp_path)
+    assert sorted(got) == sorted(expected)
+    for index, want in expected.items():
+        assert got[index]["params"] == want["params"], f"trial {index}: another configuration"
+        assert got[index]["status"] == want["status"], f"trial {index}: stopped at another rung"
+        for key, values in want["metrics"].items():
+            steps = [s for s, _ in got[index]["metrics"][key]]
+            assert steps == [s for s, _ in values], f"trial {index} {key}: other epochs"
+            assert [v for _, v in got[index]["metrics"][key]] == pytest.approx(
+                [v for _, v in values], rel=1e-6, abs=1e-7
+            ), f"trial {index} {key}"
+    assert _epochs(got) == total
