@@ -13,6 +13,7 @@ from pathlib import Path
 from pipelines.local_runner import images
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.environment import step_environment
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.paths import PathMap, declared_paths, task_folder
 from pipelines.local_runner.pod import (
@@ -48,7 +49,9 @@ class TaskContext:
     global_vars: dict[str, str]
     default_retry: dict | None = None
     retries: bool = True  # False: ignore retryStrategy (fail fast while developing a step)
-    base_env: dict[str, str] = field(default_factory=dict)  # set for every step (e.g. EMOTION_LOCAL_DIR)
+    # every step's environment under its declared env: the allowed host variables and the runner's
+    # own (EMOTION_LOCAL_DIR); environment.py
+    base_env: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)  # local artifact path -> content hash
     on_change: object = None  # callable(task_name) for the display
     values_dir: Path | None = None  # secrets/<name>/<key>, configmaps/<name>/<key> (--values-dir)
@@ -191,31 +194,12 @@ def _env(
     base: dict[str, str],
     values_dir: Path | None = None,
 ) -> dict[str, str]:
-    """os.environ + the container's env; secret/configMap refs are read from the values folder.
+    """The container's declared env over `base` (allowed host and runner variables): environment.py."""
 
-    A ref the values folder lacks takes the runner's own variable of that name (how the project's
-    steps pick up AWS_* credentials locally); else an optional one is unset and a required one is
-    an error naming the file to create.
-    """
-    env = {**os.environ, **base}
-    # tools the steps call by name (dvc, git via dvc, mlflow) come from the runner's environment first
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    for var in body.get("env", []):
-        name = var["name"]
-        if "value" in var:
-            env[name] = paths.rewrite(substitute(str(var["value"]), variables, f"{where} env {name}"))
-        elif "valueFrom" in var:
-            kind, ref = next(iter(var["valueFrom"].items()))
-            optional = bool(ref.get("optional")) or name in os.environ
-            value = read_value(values_dir, kind, ref["name"], ref["key"], optional, f"{where} env {name}")
-            if value is not None:
-                env[name] = value
-            elif name not in os.environ:
-                env.pop(name, None)
-        else:
-            env[name] = ""
-    return env
+    def value(name: str, text: str) -> str:
+        return paths.rewrite(substitute(text, variables, f"{where} env {name}"))
+
+    return step_environment(body, value, base, values_dir, where)
 
 
 def _local_interpreter(argv: list[str]) -> list[str]:
