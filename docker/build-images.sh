@@ -10,6 +10,8 @@
 # Torch for the train image: the CPU wheel from PyTorch's CPU index; TORCH_WHEEL_DIR=DIR takes it
 # from a folder of wheels instead (podman only: bind-mounted into the build); TORCH_SPEC and
 # TORCH_PIP_ARGS are passed through (the CUDA build for a GPU image: see train.Dockerfile).
+# BUILD_CA_BUNDLE=FILE: the CA bundle the build's downloads trust (podman only: bind-mounted over
+# the base's /etc/ssl/certs/ca-certificates.crt), for a network that re-signs TLS with its own CA.
 # IMAGES="train serving" picks which to build. Prints the built tags, one per line, last.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -36,6 +38,11 @@ trap 'rm -rf "$context"' EXIT
 git -C "$repo" archive "$commit" | tar -x -C "$context"
 
 common=(--network host --build-arg "PYTHON_IMAGE=$base" --build-arg "GIT_COMMIT=$commit")
+if [[ -n "${BUILD_CA_BUNDLE:-}" ]]; then
+    [[ "$(basename "$CONTAINER_ENGINE")" == podman* ]] \
+        || { echo "BUILD_CA_BUNDLE needs podman (docker build cannot bind-mount a file)" >&2; exit 2; }
+    common+=(-v "$(realpath "$BUILD_CA_BUNDLE"):/etc/ssl/certs/ca-certificates.crt:ro")
+fi
 train_args=()
 if [[ -n "${TORCH_WHEEL_DIR:-}" ]]; then
     [[ "$(basename "$CONTAINER_ENGINE")" == podman* ]] \

@@ -16,13 +16,17 @@ RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 # Only what serving imports, no torch: ONNX Runtime runs the graph; transformers (without torch)
 # loads the fast tokenizer (`tokenizers`); mlflow-skinny resolves models:/ and runs:/ URIs without
-# the tracking server's dependencies; boto3 reads S3 artifact stores.
+# the tracking server's dependencies; boto3 reads S3 artifact stores. Uvicorn with uvloop and
+# httptools (the server's protocol), without the reload/websocket extras. Left out of the image:
+# pip and setuptools (nothing installs at run time) and hf-xet (Hub downloads; the server is offline).
 RUN pip install \
         onnxruntime==1.32.0 \
         transformers==5.23.0 \
         safetensors==0.8.0 \
         fastapi==0.163.2 \
-        "uvicorn[standard]==0.54.0" \
+        uvicorn==0.54.0 \
+        uvloop==0.23.0 \
+        httptools==0.9.0 \
         gunicorn==26.2.0 \
         uvicorn-worker==0.4.0 \
         pydantic-settings==2.16.3 \
@@ -34,6 +38,8 @@ RUN pip install \
         psutil==7.2.2 \
         httpx==0.28.1 \
         rich==15.0.0 \
+    && pip uninstall -y hf-xet \
+    && pip uninstall -y pip setuptools \
     && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE} AS runtime
