@@ -16,7 +16,8 @@ def test_a_ray_head_starts_in_the_train_image_as_uid_10001(train_image):
     port = free_port()
     script = (
         f"ray start --head --port={port} --num-cpus=1 --include-dashboard=false --disable-usage-stats"
-        f" && ray status --address=127.0.0.1:{port} && id -u && python -c 'import torch; print(torch.__version__)'"
+        f" && ray status --address=127.0.0.1:{port} && id -u"
+        " && python -c 'import torch; print(torch.__version__)'"
         " && ray stop"
     )
     container = {
