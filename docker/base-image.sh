@@ -3,17 +3,18 @@
 # minor version of python:3.11-slim-bookworm) made with debootstrap from a Debian mirror, imported
 # into the container engine. Used by `make images` when no registry answers for the official one.
 #
-#   docker/base-image.sh [TAG]        default TAG: emotion-python-base:3.11-bookworm
+#   docker/base-image.sh [TAG]        default TAG: emotion-python-base:3.11-bookworm-<script digest>
+#                                     (a change of this script makes a new base)
 #
 # Needs root, debootstrap and a reachable Debian mirror (DEBIAN_MIRROR, default deb.debian.org).
 # The engine is $CONTAINER_ENGINE, else podman, else docker. Idempotent: an existing TAG is kept
 # (BASE_REBUILD=1 makes it again).
 set -euo pipefail
 
-TAG=${1:-emotion-python-base:3.11-bookworm}
+here=$(cd "$(dirname "$0")" && pwd)
+TAG=${1:-emotion-python-base:3.11-bookworm-$(sha256sum "$here/base-image.sh" | cut -c1-12)}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=bookworm
-here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=docker/engine.sh
 source "$here/engine.sh"
 
@@ -30,9 +31,12 @@ trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase \
     --include=python3,python3-venv,python-is-python3,ca-certificates,netbase,tzdata \
     "$SUITE" "$root" "$MIRROR"
-# what an image does not need: apt lists, caches, docs and man pages
+# what an image does not need: apt lists, caches, docs and man pages, glibc's iconv modules (Python
+# has its own codecs), Python's 2to3 and pydoc data
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb \
-    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
+    "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/* "$root"/usr/share/info/* \
+    "$root"/usr/lib/x86_64-linux-gnu/gconv "$root"/usr/lib/python3.11/lib2to3 \
+    "$root"/usr/lib/python3.11/pydoc_data
 python_version=$(chroot "$root" python --version)
 echo "base python: $python_version"
 [[ "$python_version" == "Python 3.11."* ]] || { echo "expected Python 3.11, got $python_version" >&2; exit 1; }

@@ -21,7 +21,7 @@ source "$here/engine.sh"
 
 commit=$(git -C "$repo" rev-parse "${1:-HEAD}^{commit}")
 official=python:3.11.11-slim-bookworm
-standin=localhost/emotion-python-base:3.11-bookworm
+standin=localhost/emotion-python-base:3.11-bookworm-$(sha256sum "$here/base-image.sh" | cut -c1-12)
 if [[ -n "${PYTHON_IMAGE:-}" ]]; then
     base=$PYTHON_IMAGE
 elif engine image inspect "$official" >/dev/null 2>&1 \
