@@ -6,7 +6,7 @@
 - container, script, init and sidecar containers name a `command` (images are not run);
 - DAGs: dependencies exist, no cycles, `{{tasks.X}}` references point upstream;
 - `podSpecPatch` only when it sizes containers (`pod.pod_spec_patch_effect`);
-- lifecycle hooks other than `exit`, `templateRef`, template-level `synchronization`;
+- lifecycle hooks other than `exit`, `templateRef`;
 - every `{{=...}}` and expression field parses and calls only functions Argo provides.
 """
 
@@ -147,7 +147,7 @@ class Preflight:
         kind = kind_of(template)
         if kind in OTHER_KINDS or kind == "unknown":
             raise UnsupportedFeature(f"{where}: {kind} templates cannot run locally")
-        for field in ("synchronization", "daemon", "failFast"):
+        for field in ("daemon", "failFast"):
             if template.get(field) not in (None, False):
                 raise UnsupportedFeature(f"{where}: template {field} is not supported locally")
         if template.get("podSpecPatch"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.local_runner import images
+from pipelines.local_runner import images, sync
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.environment import step_environment
@@ -57,6 +58,7 @@ class TaskContext:
     values_dir: Path | None = None  # secrets/<name>/<key>, configmaps/<name>/<key> (--values-dir)
     volumes: dict[str, dict] = field(default_factory=dict)  # the workflow's spec.volumes by name
     claims_dir: Path | None = None  # persistentVolumeClaim folders (outlive runs)
+    locks_dir: Path | None = None  # synchronization locks, shared by the runs of one local dir (sync.py)
 
     def changed(self, name: str) -> None:
         if callable(self.on_change):
@@ -270,6 +272,7 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         name, phase=RUNNING, started_at=time.time(), finished_at=None, attempts=0, exit_code=None, message=""
     )
     ctx.changed(name)
+    held = contextlib.ExitStack()  # synchronization locks, held until the step is done
     try:
         paths = PathMap(fs, declared_paths(template) + mount_paths(template))
         variables = dict(ctx.global_vars)
@@ -325,6 +328,16 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         if template.get("podSpecPatch"):
             pod_spec_patch_effect(substitute(str(template["podSpecPatch"]), variables, where), where)
         extras = (template, variables, paths, ctx, where, log_path)
+        wanted = sync.requested(_substituted(template.get("synchronization"), variables, where),
+                                ctx.values_dir, where)  # fmt: skip
+        if wanted:
+            def waiting(lock: str) -> None:
+                ctx.store.update_task(name, message=f"waiting for {lock}")
+                ctx.changed(name)
+
+            locks_dir = ctx.locks_dir or ctx.run_dir.parent.parent / "locks"
+            if not held.enter_context(sync.holding(wanted, locks_dir, ctx.groups.stopping, waiting)):
+                raise TaskFailure("interrupted", INTERRUPTED)
         run_init_containers(*extras, env_of=_env, cwd=cwd)
         first_start = time.monotonic()
         attempts = 0
@@ -385,7 +398,20 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         _fail(name, ctx, log_path, ERRORED, str(exc), None)
     except Exception as exc:  # a runner bug must not hang the run: report it on the task
         _fail(name, ctx, log_path, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}", None)
+    finally:
+        held.close()
     ctx.changed(name)
+
+
+def _substituted(value, variables: dict[str, str], where: str):
+    """`value` with placeholders substituted in every string (e.g. a mutex named after a parameter)."""
+    if isinstance(value, str):
+        return substitute(value, variables, where)
+    if isinstance(value, dict):
+        return {k: _substituted(v, variables, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substituted(v, variables, where) for v in value]
+    return value
 
 
 def _deadline(template: dict, variables: dict[str, str], where: str) -> tuple[float | None, str]:
