@@ -54,3 +54,13 @@ def test_two_concurrent_runs_serialize_their_mutex_steps(tmp_path):
     assert events[0].split()[1] == events[1].split()[1] and events[2].split()[1] == events[3].split()[1]
     assert (local / "locks" / "mutex-register-emotion-classifier.0.lock").exists()
 
+
+
+def test_the_compiled_register_step_holds_a_mutex_named_after_the_model():
+    import yaml
+
+    doc = yaml.safe_load((ROOT / "pipelines" / "emotion-hpo.yaml").read_text())
+    register = next(t for t in doc["spec"]["templates"] if t["name"] == "register")
+    assert register["synchronization"] == {
+        "mutexes": [{"name": "emotion-hpo-register-{{workflow.parameters.model-name}}"}]
+    }
