@@ -52,10 +52,10 @@ def _record(tmp: Path) -> dict[int, dict]:
     out = {}
     for run in client.search_runs([experiment.experiment_id], "tags.hpo_role = 'trial'", max_results=100):
         index = int(run.data.tags[TRIAL_ID_TAG].rsplit("_", 1)[1])
-        metrics = {
-            key: [(m.step, m.value) for m in sorted(client.get_metric_history(run.info.run_id, key), key=lambda m: m.step)]
-            for key in ("train_loss", "val_loss", "val_accuracy")
-        }  # fmt: skip
+        metrics = {}
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(run.info.run_id, key)
+            metrics[key] = [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
         out[index] = {"params": run.data.params, "status": run.info.status, "metrics": metrics}
     return out
 
