@@ -2,7 +2,9 @@
 
 `python -m steps.hpo --tokenized-dir DIR ...` runs a search (flags: the fields of `HpoInput`);
 `python -m steps.hpo result --workflow-uid UID --result-dir DIR` writes the result of the newest
-finished search of a workflow run (for a search that ran as a KubeRay RayJob).
+finished search of a workflow run (for a search that ran as a KubeRay RayJob);
+`python -m steps.hpo reproduce --run-id RUN --tokenized-dir DIR` trains one trial again from its
+MLflow child run and reports the difference per epoch.
 """
 
 from __future__ import annotations
@@ -30,6 +32,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             argv[1:],
             prog=f"{PROG} result",
         )
+        return
+    if argv[:1] == ["reproduce"]:
+        from steps.hpo.reproduce import ReproduceInput, reproduce
+
+        run_cli("hpo", ReproduceInput, lambda q: reproduce(q, Settings()), argv[1:], prog=f"{PROG} reproduce")
         return
     from steps.hpo.core import run_search
 
