@@ -149,7 +149,8 @@ def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
         parent = client.search_runs([experiment.experiment_id], "tags.hpo_role = 'parent'")[0]
         assert parent.info.status == KILLED
 
-    resumed = _run(argv, env)
+    progress_file = tmp_path / "progress"
+    resumed = _run(argv, {**env, "ARGO_PROGRESS_FILE": str(progress_file)})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     got = _record(tmp_path)
     assert sorted(got) == sorted(expected)
@@ -163,3 +164,5 @@ def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
                 [v for _, v in values], rel=1e-6, abs=1e-7
             ), f"trial {index} {key}"
     assert _epochs(got) == total
+    # the resumed step's progress counted the epochs done before the interruption too
+    assert progress_file.read_text().strip() == f"{total}/{total}"
