@@ -8,8 +8,8 @@ ASHA's rungs are empty and trials it had stopped, or would stop, run on (ray-pro
 journal is replayed into a fresh `ASHAScheduler` through its public methods, so the rungs are
 exactly what they were when the trials were saved. Only public Tune interfaces are used.
 
-The scheduler also starts waiting trials oldest first (Tune requeues restored trials in another
-order), so a search run one trial at a time runs its trials in the same order after a resume.
+The scheduler also starts waiting trials oldest first (Tune's FIFO order starts new trials before
+restored ones), so a search run one trial at a time runs its trials in the same order after a resume.
 """
 
 from __future__ import annotations
@@ -131,9 +131,12 @@ class ResumableASHA(TrialScheduler):
         self._apply(REMOVE, trial)
 
     def choose_trial_to_run(self, tune_controller) -> Trial | None:
-        """The oldest waiting trial (ids grow with creation), whether new or restored."""
-        waiting = [t for t in tune_controller.get_trials() if t.status in (Trial.PENDING, Trial.PAUSED)]
-        return min(waiting, key=lambda t: t.trial_id) if waiting else None
+        """The oldest waiting trial (Tune lists trials as they were created), new or restored; Tune's
+        FIFO would start every new trial before a restored one."""
+        for trial in tune_controller.get_trials():
+            if trial.status in (Trial.PENDING, Trial.PAUSED):
+                return trial
+        return None
 
     def debug_string(self) -> str:
         return f"Resumable {self.asha.debug_string()}"
