@@ -14,7 +14,7 @@ LOCAL_DIR ?= $(or $(EMOTION_LOCAL_DIR),.local)
 LOCAL := EMOTION_LOCAL_DIR=$(LOCAL_DIR)
 export EMOTION_DATASET_DIR
 
-.PHONY: help install demo resume test test-fast lint compile registry stop status mlflow-ui clean
+.PHONY: help install demo resume test test-fast lint compile registry stop status mlflow-ui clean images
 
 help:
 	@echo "make demo       run the whole pipeline locally (data registry, HPO, register, serve)"
@@ -24,6 +24,7 @@ help:
 	@echo "make stop       stop the local inference server (make status: what is deployed)"
 	@echo "make mlflow-ui  open the MLflow UI on http://127.0.0.1:5000"
 	@echo "make compile    recompile the Argo YAML from the Hera definitions"
+	@echo "make images     build the train and serving images from the commit (Docker or Podman)"
 
 # KServe's v2 REST client for the protocol tests, without its dependency tree: `kserve` pins
 # pandas<3, protobuf<7 and psutil<6 and would downgrade the environment (see pyproject.toml).
@@ -47,6 +48,12 @@ test: $(STAMP) lint
 
 test-fast: $(STAMP) lint
 	$(PY) -m pytest -m "not slow"
+
+# Both images from HEAD, tagged with it: emotion-hpo-train:<sha>, emotion-serving:<sha>
+# (docker/build-images.sh: CONTAINER_ENGINE, PYTHON_IMAGE, TORCH_WHEEL_DIR, TORCH_SPEC, TORCH_PIP_ARGS,
+# BUILD_CA_BUNDLE; without a registry the base is docker/base-image.sh's Debian stand-in).
+images:
+	bash docker/build-images.sh
 
 compile: $(STAMP)
 	$(PY) -m pipelines.compile

@@ -1,35 +1,50 @@
-# Inference server image: `python -m serving` (FastAPI + Uvicorn) on CPU, non-root, with a healthcheck.
-# Build from the repo root: docker build -f docker/serving.Dockerfile -t emotion-serving:dev .
-# Run: docker run -p 8000:8000 -e SERVE_MODEL_URI=models:/emotion-classifier@champion \
-#        -e MLFLOW_TRACKING_URI=http://mlflow:5000 emotion-serving:dev
+# Slim inference server image: `python -m serving` (FastAPI + Uvicorn) on CPU, non-root, no torch.
+# It serves the serving artifact register builds (the ONNX graph, tag `serving_artifact_uri`), run by
+# ONNX Runtime; the model comes from MLflow at start. A model registered without one needs torch
+# to export it: serve it from the train image (emotion-hpo-train), which has torch.
+# Build from the commit: `make images`, or by hand from the repo root:
+#   docker build -f docker/serving.Dockerfile --build-arg GIT_COMMIT=$(git rev-parse HEAD) -t emotion-serving:dev .
+# Run as the Deployment does (uid 10001, read-only root, /cache and /tmp writable):
+#   docker run --read-only --user 10001:10001 -v serving-cache:/cache --tmpfs /tmp -p 8000:8000 \
+#     -e SERVE_MODEL_URI=models:/emotion-classifier@champion -e MLFLOW_TRACKING_URI=http://mlflow:5000 \
+#     -e SERVE_CACHE_DIR=/cache/serving -e HOME=/tmp emotion-serving:dev
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# CPU-only torch on its own layer (largest, changes least); then only what serving imports:
-# mlflow-skinny resolves models:/ and runs:/ URIs without the tracking server's dependencies;
-# onnx + onnxruntime run the default backend (onnx-int8: exported and quantized once per model, at start).
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
-# hadolint ignore=DL3059
+# Only what serving imports, no torch: ONNX Runtime runs the graph; transformers (without torch)
+# loads the fast tokenizer (`tokenizers`); mlflow-skinny resolves models:/ and runs:/ URIs without
+# the tracking server's dependencies; boto3 reads S3 artifact stores. Uvicorn with uvloop and
+# httptools (the server's protocol), without the reload/websocket extras. Left out of the image:
+# pip and setuptools (nothing installs at run time) and hf-xet (Hub downloads; the server is offline).
 RUN pip install \
+        onnxruntime==1.32.0 \
         transformers==5.23.0 \
         safetensors==0.8.0 \
         fastapi==0.163.2 \
-        "uvicorn[standard]==0.54.0" \
+        uvicorn==0.54.0 \
+        uvloop==0.23.0 \
+        httptools==0.9.0 \
+        gunicorn==26.2.0 \
+        uvicorn-worker==0.4.0 \
         pydantic-settings==2.16.3 \
         prometheus-client==0.26.0 \
         typer==0.29.1 \
         mlflow-skinny==3.17.2 \
         boto3==1.43.117 \
         pyyaml==6.0.4 \
-        onnx==1.23.2 \
-        onnxruntime==1.32.0
+        psutil==7.2.2 \
+        httpx==0.28.1 \
+        rich==15.0.0 \
+    && pip uninstall -y hf-xet \
+    && pip uninstall -y pip setuptools \
+    && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="emotion-serving" \
-      org.opencontainers.image.description="Emotion classifier inference server (FastAPI + Uvicorn, CPU)"
+      org.opencontainers.image.description="Emotion classifier inference server (FastAPI + Uvicorn + ONNX Runtime, CPU)"
 # The commit the image is built from (.github/workflows/images.yaml passes it): the code version
 # `shared.lineage` records in MLflow (an image has no .git). Building without it fails.
 ARG GIT_COMMIT

@@ -47,6 +47,8 @@ from hera.workflows.models import (
     LocalObjectReference,
     ManifestFrom,
     Memoize,
+    Mutex,
+    Synchronization,
     ValueFrom,
     WorkflowTemplateRef,
 )
@@ -328,6 +330,9 @@ def rayjob_result_template() -> Container:
     )
 
 
+REGISTER_MUTEX = "emotion-hpo-register-{{workflow.parameters.model-name}}"
+
+
 def register_template() -> Container:
     values = {
         "workflow_uid": "{{workflow.uid}}",
@@ -345,6 +350,10 @@ def register_template() -> Container:
         deadline=3600,
         resources=Resources(cpu_request=2, memory_request="8Gi"),
         retry_limit=3,
+        # Two workflows never run the gate of one model at the same time (Argo's lock; the local
+        # runner's too, across the runs of one local dir); promotion.py's re-read/re-gate stays as
+        # the second line of defence.
+        synchronization=Synchronization(mutexes=[Mutex(name=REGISTER_MUTEX)]),
     )
 
 

@@ -45,6 +45,12 @@ def main(
         help="Folder with the secrets and config maps steps read: secrets/NAME/KEY, configmaps/NAME/KEY "
         "(never read from a cluster)",
     ),
+    pass_env: list[str] = typer.Option(
+        [],
+        "--pass-env",
+        help="Give the steps this variable of the runner's environment (repeatable); steps otherwise "
+        "see only what their template declares plus PATH, HOME, locale, TZ, TMPDIR, the virtualenv",
+    ),
 ) -> None:
     if resume and resume_last:
         raise typer.BadParameter("use --resume RUN_ID or --resume-last, not both")
@@ -62,6 +68,7 @@ def main(
         mlflow_port=mlflow_port,
         smoke=smoke,
         values_dir=values_dir,
+        pass_env=list(pass_env),
     )
     try:
         code = execute_run(request, console)

@@ -15,6 +15,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.environment import host_variables
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.preflight import Preflight
 from pipelines.local_runner.progress_view import make_progress_display
@@ -56,6 +57,11 @@ class RunRequest:
     workdir: Path = field(default_factory=Path.cwd)
     smoke: bool = True
     values_dir: Path | None = None  # secrets/<name>/<key> and configmaps/<name>/<key> for the steps
+    pass_env: list[str] = field(default_factory=list)  # host variables the steps may see (--pass-env)
+
+    def base_env(self, local_dir: Path) -> dict[str, str]:
+        """What every step's environment starts from: allowed host variables + the runner's own."""
+        return {**host_variables(passed=self.pass_env), LOCAL_DIR_ENV: str(local_dir)}
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -75,7 +81,7 @@ def _new_state(wf: Workflow, request: RunRequest, local_dir: Path) -> RunState:
     except KeyError as exc:
         raise WorkflowError(str(exc.args[0])) from None
     parameters = wf.resolve_parameters(wf.values_from(request.values_dir), profile, overrides)
-    Preflight(wf, parameters, request.values_dir).run()
+    Preflight(wf, parameters, request.values_dir, request.base_env(local_dir)).run()
     suffix = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(5))
     name = f"{wf.name}-{suffix}"
     import uuid
@@ -101,7 +107,7 @@ def _resumed_state(wf: Workflow, request: RunRequest, runs_dir: Path) -> RunStat
     state = load_state(runs_dir / run_id)
     if set(state.parameters) != set(wf.declared):
         raise WorkflowError(f"run {run_id} was made from a workflow with other parameters than {wf.source}")
-    Preflight(wf, state.parameters, request.values_dir).run()
+    Preflight(wf, state.parameters, request.values_dir, request.base_env(runs_dir.parent)).run()
     kept = {name: TaskState() for name in wf.tasks}
     for name, old in state.tasks.items():  # every node that succeeded and still has its artifacts
         if old.phase in (SUCCEEDED, CACHED) and all(Path(p).exists() for p in old.artifacts.values()):
@@ -181,7 +187,7 @@ def _run_with_services(
             use_cache=not request.no_cache,
             on_change=display.changed,
             parameters=runtime,
-            base_env={LOCAL_DIR_ENV: str(local_dir)},
+            base_env=request.base_env(local_dir),
             retries=not request.no_retry,
             values_dir=request.values_dir,
         )

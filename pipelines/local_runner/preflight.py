@@ -6,7 +6,7 @@
 - container, script, init and sidecar containers name a `command` (images are not run);
 - DAGs: dependencies exist, no cycles, `{{tasks.X}}` references point upstream;
 - `podSpecPatch` only when it sizes containers (`pod.pod_spec_patch_effect`);
-- lifecycle hooks other than `exit`, `templateRef`, template-level `synchronization`;
+- lifecycle hooks other than `exit`, `templateRef`;
 - every `{{=...}}` and expression field parses and calls only functions Argo provides.
 """
 
@@ -18,9 +18,10 @@ from typing import Any
 
 from pipelines.local_runner import exprlang, images
 from pipelines.local_runner.depends import depends_expression, referenced_tasks
+from pipelines.local_runner.environment import required_missing
 from pipelines.local_runner.errors import UnsupportedFeature, WorkflowError
 from pipelines.local_runner.expressions import evaluate_bool
-from pipelines.local_runner.pod import VALUE_KINDS, pod_spec_patch_effect, read_value
+from pipelines.local_runner.pod import pod_spec_patch_effect, read_value
 from pipelines.local_runner.substitution import expressions, references, substitute
 from pipelines.local_runner.task import PYTHON_COMMANDS
 
@@ -77,9 +78,10 @@ def _parse(expr: str, shown: str) -> None:
 
 
 class Preflight:
-    def __init__(self, wf, parameters: Mapping[str, str], values_dir=None):
+    def __init__(self, wf, parameters: Mapping[str, str], values_dir=None, base_env: Mapping | None = None):
         self.wf = wf
         self.values_dir = values_dir
+        self.base_env = dict(base_env or {})  # what every step gets: environment.py
         self.globals = {f"workflow.parameters.{k}": v for k, v in parameters.items()}
         self.seen: set[int] = set()
 
@@ -145,7 +147,7 @@ class Preflight:
         kind = kind_of(template)
         if kind in OTHER_KINDS or kind == "unknown":
             raise UnsupportedFeature(f"{where}: {kind} templates cannot run locally")
-        for field in ("synchronization", "daemon", "failFast"):
+        for field in ("daemon", "failFast"):
             if template.get(field) not in (None, False):
                 raise UnsupportedFeature(f"{where}: template {field} is not supported locally")
         if template.get("podSpecPatch"):
@@ -184,9 +186,7 @@ class Preflight:
                 _check_program(extra["command"], extra, f"{where} {field} {extra.get('name')!r}")
 
     def values(self, template: Mapping, where: str) -> None:
-        """Required secrets and config maps must be in --values-dir (or, for env, the environment)."""
-        import os
-
+        """Required secrets and config maps must be in --values-dir (env refs: or passed with --pass-env)."""
         for spec in (template.get("inputs") or {}).get("parameters") or []:
             ref = (spec.get("valueFrom") or {}).get("configMapKeyRef")
             if ref and not ref.get("optional") and spec.get("default") is None:
@@ -196,17 +196,7 @@ class Preflight:
         bodies = [template.get("container") or template.get("script") or {}]
         bodies += list(template.get("initContainers") or []) + list(template.get("sidecars") or [])
         for body in bodies:
-            for var in body.get("env") or []:
-                for kind, ref in (var.get("valueFrom") or {}).items():
-                    if kind in VALUE_KINDS and not ref.get("optional") and var["name"] not in os.environ:
-                        read_value(
-                            self.values_dir,
-                            kind,
-                            ref["name"],
-                            ref["key"],
-                            False,
-                            f"{where} env {var['name']}",
-                        )
+            required_missing(body, self.base_env, self.values_dir, where)
 
     def dag(self, template: Mapping, where: str) -> None:
         tasks = {t["name"]: t for t in template["dag"].get("tasks") or []}

@@ -36,7 +36,11 @@ IMPLEMENTED: dict[str, set[str]] = {
         "activeDeadlineSeconds", "timeout", "memoize", "volumes", "initContainers", "sidecars",
         "podSpecPatch",  # only resources (preflight.py)
         "parallelism",
+        "synchronization",  # mutexes and semaphores as file locks shared by a local dir's runs (sync.py)
     },
+    "Synchronization": {"mutexes", "semaphores"},
+    "Mutex": {"name"},
+    "SemaphoreRef": {"configMapKeyRef"},
     "k8s.Container": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts"},
     "ScriptTemplate": {"name", "image", "command", "args", "env", "workingDir", "volumeMounts", "source"},
     "UserContainer": {

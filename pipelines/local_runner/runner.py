@@ -118,6 +118,7 @@ class Runner:
                 **{v["name"]: v for v in wf.spec.get("volumes") or []},
             },
             claims_dir=Path(cache_dir).parent / "volumes",
+            locks_dir=Path(cache_dir).parent / "locks",
         )
         self.hook_failures: list[NodeResult] = []
         parallelism = wf.spec.get("parallelism")

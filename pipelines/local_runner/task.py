@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -10,9 +11,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.local_runner import images
+from pipelines.local_runner import images, sync
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.environment import step_environment
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.paths import PathMap, declared_paths, task_folder
 from pipelines.local_runner.pod import (
@@ -48,12 +50,15 @@ class TaskContext:
     global_vars: dict[str, str]
     default_retry: dict | None = None
     retries: bool = True  # False: ignore retryStrategy (fail fast while developing a step)
-    base_env: dict[str, str] = field(default_factory=dict)  # set for every step (e.g. EMOTION_LOCAL_DIR)
+    # every step's environment under its declared env: the allowed host variables and the runner's
+    # own (EMOTION_LOCAL_DIR); environment.py
+    base_env: dict[str, str] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)  # local artifact path -> content hash
     on_change: object = None  # callable(task_name) for the display
     values_dir: Path | None = None  # secrets/<name>/<key>, configmaps/<name>/<key> (--values-dir)
     volumes: dict[str, dict] = field(default_factory=dict)  # the workflow's spec.volumes by name
     claims_dir: Path | None = None  # persistentVolumeClaim folders (outlive runs)
+    locks_dir: Path | None = None  # synchronization locks, shared by the runs of one local dir (sync.py)
 
     def changed(self, name: str) -> None:
         if callable(self.on_change):
@@ -191,31 +196,12 @@ def _env(
     base: dict[str, str],
     values_dir: Path | None = None,
 ) -> dict[str, str]:
-    """os.environ + the container's env; secret/configMap refs are read from the values folder.
+    """The container's declared env over `base` (allowed host and runner variables): environment.py."""
 
-    A ref the values folder lacks takes the runner's own variable of that name (how the project's
-    steps pick up AWS_* credentials locally); else an optional one is unset and a required one is
-    an error naming the file to create.
-    """
-    env = {**os.environ, **base}
-    # tools the steps call by name (dvc, git via dvc, mlflow) come from the runner's environment first
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    for var in body.get("env", []):
-        name = var["name"]
-        if "value" in var:
-            env[name] = paths.rewrite(substitute(str(var["value"]), variables, f"{where} env {name}"))
-        elif "valueFrom" in var:
-            kind, ref = next(iter(var["valueFrom"].items()))
-            optional = bool(ref.get("optional")) or name in os.environ
-            value = read_value(values_dir, kind, ref["name"], ref["key"], optional, f"{where} env {name}")
-            if value is not None:
-                env[name] = value
-            elif name not in os.environ:
-                env.pop(name, None)
-        else:
-            env[name] = ""
-    return env
+    def value(name: str, text: str) -> str:
+        return paths.rewrite(substitute(text, variables, f"{where} env {name}"))
+
+    return step_environment(body, value, base, values_dir, where)
 
 
 def _local_interpreter(argv: list[str]) -> list[str]:
@@ -286,6 +272,7 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         name, phase=RUNNING, started_at=time.time(), finished_at=None, attempts=0, exit_code=None, message=""
     )
     ctx.changed(name)
+    held = contextlib.ExitStack()  # synchronization locks, held until the step is done
     try:
         paths = PathMap(fs, declared_paths(template) + mount_paths(template))
         variables = dict(ctx.global_vars)
@@ -341,6 +328,16 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         if template.get("podSpecPatch"):
             pod_spec_patch_effect(substitute(str(template["podSpecPatch"]), variables, where), where)
         extras = (template, variables, paths, ctx, where, log_path)
+        wanted = sync.requested(_substituted(template.get("synchronization"), variables, where),
+                                ctx.values_dir, where)  # fmt: skip
+        if wanted:
+            def waiting(lock: str) -> None:
+                ctx.store.update_task(name, message=f"waiting for {lock}")
+                ctx.changed(name)
+
+            locks_dir = ctx.locks_dir or ctx.run_dir.parent.parent / "locks"
+            if not held.enter_context(sync.holding(wanted, locks_dir, ctx.groups.stopping, waiting)):
+                raise TaskFailure("interrupted", INTERRUPTED)
         run_init_containers(*extras, env_of=_env, cwd=cwd)
         first_start = time.monotonic()
         attempts = 0
@@ -401,7 +398,20 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         _fail(name, ctx, log_path, ERRORED, str(exc), None)
     except Exception as exc:  # a runner bug must not hang the run: report it on the task
         _fail(name, ctx, log_path, ERRORED, f"local runner error: {exc.__class__.__name__}: {exc}", None)
+    finally:
+        held.close()
     ctx.changed(name)
+
+
+def _substituted(value, variables: dict[str, str], where: str):
+    """`value` with placeholders substituted in every string (e.g. a mutex named after a parameter)."""
+    if isinstance(value, str):
+        return substitute(value, variables, where)
+    if isinstance(value, dict):
+        return {k: _substituted(v, variables, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substituted(v, variables, where) for v in value]
+    return value
 
 
 def _deadline(template: dict, variables: dict[str, str], where: str) -> tuple[float | None, str]:

@@ -57,20 +57,75 @@ def _env_workflow() -> dict:
     }
 
 
+def _values_dir(tmp_path, secret: str = SECRET):
+    folder = tmp_path / "values"
+    (folder / "secrets" / "s3").mkdir(parents=True)
+    (folder / "secrets" / "s3" / "AWS_SECRET_ACCESS_KEY").write_text(secret)
+    return folder
+
+
 def test_env_values_refs_and_secrets(run_workflow, tmp_path, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("MISSING_SECRET", "")
-    monkeypatch.delenv("MISSING_SECRET")
-    out = run_workflow(write_workflow(tmp_path, _env_workflow()))
+    monkeypatch.setenv("MISSING_SECRET", "set on the host, not declared to the step")
+    values = _values_dir(tmp_path)
+    out = run_workflow(write_workflow(tmp_path, _env_workflow()), "--values-dir", str(values))
     assert out.exit_code == 0, out.output
     seen = out.task("show")["parameters"]["seen"]
     fs = out.run_dir / "tasks" / "show" / "fs"
+    # an optional ref absent from --values-dir is unset, even when the host has that variable
     assert seen == f"sqlite:////x/mlflow.db {fs}/tmp/result {len(SECRET)} None"
     # the secret reached the step (its length matches) but none of the runner's records
     for path in out.run_dir.rglob("*"):
         if path.is_file():
             assert SECRET not in path.read_text(errors="replace"), path
     assert SECRET not in out.output
+
+
+def test_a_host_variable_does_not_satisfy_a_required_secret(run_workflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    out = run_workflow(write_workflow(tmp_path, _env_workflow()))
+    assert out.exit_code == 2, out.output
+    flat = " ".join(out.output.split())
+    assert "secretKeyRef s3/AWS_SECRET_ACCESS_KEY is not available locally" in flat
+    assert not (tmp_path / ".local" / "runs").exists() or not any((tmp_path / ".local" / "runs").iterdir())
+
+
+def test_pass_env_gives_a_host_variable_on_purpose(run_workflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET + "-host")
+    out = run_workflow(write_workflow(tmp_path, _env_workflow()), "--pass-env", "AWS_SECRET_ACCESS_KEY")
+    assert out.exit_code == 0, out.output
+    assert out.task("show")["parameters"]["seen"].split()[2] == str(len(SECRET + "-host"))
+
+
+def _reads_undeclared() -> dict:
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": {"generateName": "undeclared-"},
+        "spec": {
+            "entrypoint": "read",
+            "templates": [
+                {
+                    "name": "read",
+                    "container": {
+                        "image": "python:3.11",
+                        "command": ["python", "-c", "import os; print(os.environ['EMOTION_UNDECLARED'])"],
+                        "env": [{"name": "DECLARED", "value": "yes"}],
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_a_step_does_not_see_undeclared_host_variables(run_workflow, tmp_path, monkeypatch):
+    monkeypatch.setenv("EMOTION_UNDECLARED", "from the host")
+    out = run_workflow(write_workflow(tmp_path, _reads_undeclared()), "--no-retry")
+    assert out.exit_code == 1, out.output
+    log = (out.run_dir / "logs" / "read.log").read_text()
+    assert "KeyError: 'EMOTION_UNDECLARED'" in log
+    # declaring it (here: passing it on purpose) is what makes it visible
+    again = run_workflow(write_workflow(tmp_path, _reads_undeclared()), "--pass-env", "EMOTION_UNDECLARED")
+    assert again.exit_code == 0, again.output
 
 
 def test_demo_profile_only_sets_declared_parameters(tmp_path):
@@ -82,14 +137,15 @@ def test_demo_profile_only_sets_declared_parameters(tmp_path):
     assert values["num-samples"] == "3" and values["limit"] == "2000"
 
 
-def test_param_overrides_the_profile(run_workflow, tmp_path, monkeypatch):
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)  # the workflow requires this secret
+def test_param_overrides_the_profile(run_workflow, tmp_path):
+    values = ["--values-dir", str(_values_dir(tmp_path))]  # the workflow requires this secret
     doc = _env_workflow()
     doc["spec"]["arguments"]["parameters"].append({"name": "limit", "value": "0"})
     doc["spec"]["templates"][0]["container"]["env"][0]["value"] = "{{workflow.parameters.limit}}"
     path = write_workflow(tmp_path, doc)
-    assert run_workflow(path, "--profile", "demo").state["parameters"]["limit"] == "2000"
-    assert run_workflow(path, "--profile", "demo", "--param", "limit=7").state["parameters"]["limit"] == "7"
+    assert run_workflow(path, "--profile", "demo", *values).state["parameters"]["limit"] == "2000"
+    out = run_workflow(path, "--profile", "demo", "--param", "limit=7", *values)
+    assert out.state["parameters"]["limit"] == "7"
 
 
 def test_summary_collects_hpo_register_and_deploy_results(tmp_path):
