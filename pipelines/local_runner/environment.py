@@ -46,9 +46,7 @@ def host_variables(environ: Mapping[str, str] | None = None, passed: Iterable[st
     environ = os.environ if environ is None else environ
     names = set(passed)
     return {
-        k: v
-        for k, v in environ.items()
-        if k in HOST_VARIABLES or k.startswith(HOST_PREFIXES) or k in names
+        k: v for k, v in environ.items() if k in HOST_VARIABLES or k.startswith(HOST_PREFIXES) or k in names
     }
 
 

@@ -30,6 +30,7 @@ IMPLEMENTED: dict[str, set[str]] = {
     "WorkflowSpec": {
         "entrypoint", "arguments", "templates", "onExit", "hooks", "parallelism",
         "activeDeadlineSeconds", "volumes", "retryStrategy", "podSpecPatch", "templateDefaults",
+        "synchronization",  # held by the run from start to end, across a local dir's runs (sync.py)
     },
     "Template": {
         "name", "container", "script", "dag", "steps", "inputs", "outputs", "retryStrategy",
@@ -91,7 +92,7 @@ NO_LOCAL_EFFECT: dict[str, set[str]] = {
         "podPriorityClassName", "nodeSelector", "tolerations", "affinity", "imagePullSecrets",
         "securityContext", "artifactRepositoryRef", "archiveLogs", "workflowMetadata", "podResources",
         "schedulerName", "dnsPolicy", "dnsConfig", "automountServiceAccountToken", "executor",
-        "artifactGC", "volumeClaimGC", "synchronization",  # a workflow-level lock: one local run holds it
+        "artifactGC", "volumeClaimGC",
         "volumeClaimTemplates",  # run: each claim is a folder of the run; its storage spec changes nothing
     },
     "Template": {

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pipelines.local_runner import sync
 from pipelines.local_runner.cache import Cache
 from pipelines.local_runner.depends import (
     CACHED,
@@ -534,6 +535,23 @@ class Runner:
         return self._end(RUN_SUCCEEDED if ok else RUN_FAILED)
 
     def _workflow(self) -> NodeResult:
+        """The whole run, holding the workflow-level `synchronization` locks (sync.py) throughout."""
+        where = "spec.synchronization"
+        try:
+            wanted = sync.requested(
+                self.wf.spec.get("synchronization"), self.ctx.global_vars, self.ctx.values_dir, where
+            )
+        except WorkflowError as exc:
+            return self._record(self.wf.entrypoint, ERRORED, str(exc))
+        if not wanted:
+            return self._workflow_body()
+        locks_dir = self.ctx.locks_dir or self.ctx.run_dir.parent.parent / "locks"
+        with sync.holding(wanted, locks_dir, self.groups.stopping) as held:
+            if not held:
+                return self._record(self.wf.entrypoint, INTERRUPTED, "interrupted")
+            return self._workflow_body()
+
+    def _workflow_body(self) -> NodeResult:
         spec = self.wf.spec
         entry = self.wf.templates[self.wf.entrypoint]
         arguments = spec.get("arguments") or {}

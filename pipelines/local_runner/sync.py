@@ -19,18 +19,33 @@ from pathlib import Path
 
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.pod import read_value
+from pipelines.local_runner.substitution import substitute
 
 POLL_S = 0.2
+
+
+def _substituted(value, variables: dict[str, str], where: str):
+    if isinstance(value, str):
+        return substitute(value, variables, where)
+    if isinstance(value, dict):
+        return {k: _substituted(v, variables, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substituted(v, variables, where) for v in value]
+    return value
 
 
 def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
-def requested(sync: dict | None, values_dir: Path | None, where: str) -> list[tuple[str, int]]:
-    """(lock name, limit) per mutex (limit 1) and semaphore the template declares."""
+def requested(
+    sync: dict | None, variables: dict[str, str], values_dir: Path | None, where: str
+) -> list[tuple[str, int]]:
+    """(lock name, limit) per mutex (limit 1) and semaphore declared, placeholders substituted (a
+    mutex named after a parameter)."""
     if not sync:
         return []
+    sync = _substituted(sync, variables, where)
     mutexes = list(sync.get("mutexes") or []) + ([sync["mutex"]] if sync.get("mutex") else [])
     semaphores = list(sync.get("semaphores") or []) + ([sync["semaphore"]] if sync.get("semaphore") else [])
     locks = [(f"mutex-{m['name']}", 1) for m in mutexes]

@@ -328,9 +328,9 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
         if template.get("podSpecPatch"):
             pod_spec_patch_effect(substitute(str(template["podSpecPatch"]), variables, where), where)
         extras = (template, variables, paths, ctx, where, log_path)
-        wanted = sync.requested(_substituted(template.get("synchronization"), variables, where),
-                                ctx.values_dir, where)  # fmt: skip
+        wanted = sync.requested(template.get("synchronization"), variables, ctx.values_dir, where)
         if wanted:
+
             def waiting(lock: str) -> None:
                 ctx.store.update_task(name, message=f"waiting for {lock}")
                 ctx.changed(name)
@@ -401,17 +401,6 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
     finally:
         held.close()
     ctx.changed(name)
-
-
-def _substituted(value, variables: dict[str, str], where: str):
-    """`value` with placeholders substituted in every string (e.g. a mutex named after a parameter)."""
-    if isinstance(value, str):
-        return substitute(value, variables, where)
-    if isinstance(value, dict):
-        return {k: _substituted(v, variables, where) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substituted(v, variables, where) for v in value]
-    return value
 
 
 def _deadline(template: dict, variables: dict[str, str], where: str) -> tuple[float | None, str]:

@@ -1,4 +1,5 @@
-"""Template-level `synchronization` locally: two concurrent runs of one local dir serialize on a mutex."""
+"""`synchronization` locally: two concurrent runs of one local dir serialize on a mutex, whether the
+template or the whole workflow declares it."""
 
 from __future__ import annotations
 
@@ -6,38 +7,42 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.runner.conftest import write_workflow
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _workflow(journal: Path) -> dict:
+def _workflow(journal: Path, level: str) -> dict:
     step = (
         "import os, sys, time; j = open(sys.argv[1], 'a');"
         " j.write(f'start {os.getpid()}\\n'); j.flush(); time.sleep(1.5);"
         " j.write(f'end {os.getpid()}\\n'); j.close()"
     )
+    lock = {"mutexes": [{"name": "register-{{workflow.parameters.model-name}}"}]}
+    template = {
+        "name": "gate",
+        "container": {"image": "python:3.11", "command": ["python", "-c", step, str(journal)]},
+    }
+    spec = {
+        "entrypoint": "gate",
+        "arguments": {"parameters": [{"name": "model-name", "value": "emotion-classifier"}]},
+        "templates": [template],
+    }
+    (template if level == "template" else spec)["synchronization"] = lock
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
         "metadata": {"generateName": "sync-"},
-        "spec": {
-            "entrypoint": "gate",
-            "arguments": {"parameters": [{"name": "model-name", "value": "emotion-classifier"}]},
-            "templates": [
-                {
-                    "name": "gate",
-                    "synchronization": {"mutexes": [{"name": "register-{{workflow.parameters.model-name}}"}]},
-                    "container": {"image": "python:3.11", "command": ["python", "-c", step, str(journal)]},
-                }
-            ],
-        },
+        "spec": spec,
     }
 
 
-def test_two_concurrent_runs_serialize_their_mutex_steps(tmp_path):
+@pytest.mark.parametrize("level", ["template", "workflow"])
+def test_two_concurrent_runs_serialize_their_mutex_steps(tmp_path, level):
     journal = tmp_path / "journal"
-    path = write_workflow(tmp_path, _workflow(journal))
+    path = write_workflow(tmp_path, _workflow(journal, level))
     local = tmp_path / ".local"
     argv = [sys.executable, "-m", "pipelines.run_local", str(path), "--local-dir", str(local)]
     runs = [
@@ -53,7 +58,6 @@ def test_two_concurrent_runs_serialize_their_mutex_steps(tmp_path):
     assert kinds == ["start", "end", "start", "end"], events
     assert events[0].split()[1] == events[1].split()[1] and events[2].split()[1] == events[3].split()[1]
     assert (local / "locks" / "mutex-register-emotion-classifier.0.lock").exists()
-
 
 
 def test_the_compiled_register_step_holds_a_mutex_named_after_the_model():
