@@ -1,18 +1,14 @@
 """Moving the `champion` alias safely, and keeping why it moved.
 
-MLflow has no conditional ("compare-and-set") alias update, so the move is optimistic:
+Two register steps never gate at the same time: the register template holds an Argo
+`synchronization` mutex named after the model (the local runner honours it across the runs of a
+checkout). MLflow has no conditional ("compare-and-set") alias update, so as a second line of
+defence (a step run outside the workflow, a mutex misconfigured) the move is optimistic:
 
 1. right before moving the alias, re-read it; if another run moved it since the gate ran, run
    the gate again against the new champion (and again, if it moves again);
-2. move it, then read it back after `SETTLE_S` and again after another `SETTLE_S`; if a
-   concurrent register step overwrote it meanwhile, run the gate against that version (the one that
-   overwrote ours) and move it back only if ours wins; the result says promoted only if the move
-   stood.
-
-Of two register steps racing, each one's last comparison is therefore against the other's version
-whenever their moves overlap, so the final champion is the one that wins the gate against the
-other (a race narrower than a read-to-write of a few milliseconds plus `SETTLE_S` is what the
-settle wait closes; see docs/cluster.md).
+2. move it, then read it back; if another step overwrote it meanwhile, run the gate against that
+   version and move it back only if ours wins; the result says promoted only if the move stood.
 
 Every gate run is recorded on the challenger's model version (tag `promotion_decision`: the last
 decision, and `promotion_history`: all of them): compared versions, both models' metrics, the
@@ -24,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -38,7 +33,6 @@ log = logging.getLogger(__name__)
 DECISION_TAG = "promotion_decision"
 HISTORY_TAG = "promotion_history"
 PROMOTED_BY_TAG = "champion_promoted_by"
-SETTLE_S = 2.0  # how long a move must stand before it counts (see the module docstring)
 MAX_ROUNDS = 5
 _MAX_TAG_CHARS = 5000  # MLflow's limit on a tag value
 
@@ -104,11 +98,9 @@ def promote(
     metric: str,
     tolerance: float | dict[str, float],
     workflow_uid: str | None,
-    settle_s: float | None = None,
     max_rounds: int = MAX_ROUNDS,
 ) -> Promotion:
     """Move `champion` to `version` if the gate says so, compare-and-set style; record every decision."""
-    settle = SETTLE_S if settle_s is None else settle_s
     version = str(version)
 
     def record(outcome: GateOutcome, trigger: str) -> dict[str, Any]:
@@ -137,7 +129,7 @@ def promote(
             records.append(record(outcome, f"champion moved to v{_version_of(current)} before promoting"))
             continue
         client.set_registered_model_alias(model_name, CHAMPION_ALIAS, version)
-        now = _standing(client, model_name, version, settle)
+        now = version_by_alias(client, model_name, CHAMPION_ALIAS)  # did our move stand?
         if _version_of(now) == version:
             promoted = True
             break
@@ -153,22 +145,6 @@ def promote(
     records[-1]["outcome"] = "promoted" if promoted else "not promoted"
     _write_records(client, model_name, version, records, promoted, workflow_uid)
     return Promotion(outcome[0], outcome[1], outcome[2], promoted, records)
-
-
-def _standing(client, model_name: str, version: str, settle: float):
-    """The champion after our move has stood for two settle periods (or whoever replaced it).
-
-    Two reads: a step that overwrote us re-gates against us and may move the alias back within
-    the first period; the second read sees that.
-    """
-    now = None
-    for _ in range(2):
-        if settle > 0:
-            time.sleep(settle)
-        now = version_by_alias(client, model_name, CHAMPION_ALIAS)
-        if _version_of(now) != version:
-            break
-    return now
 
 
 def _write_records(client, model_name, version, records, promoted: bool, workflow_uid) -> None:

@@ -1,7 +1,9 @@
 """Two register steps race for the champion alias (real `mlflow server`): compare-and-set promotion.
 
-Both read the champion before either moves it (a barrier forces the lost-update interleaving);
-the final champion is the better model and both decisions are recorded on their versions.
+On a cluster the register template's mutex keeps two gates apart; this is the second line of
+defence for steps that run outside it. Both gate against the same champion (a barrier forces the
+lost-update interleaving), then the worse one re-reads the champion only after the better one moved
+it: it must re-gate against the better model and lose. Both decisions are recorded on their versions.
 """
 
 from __future__ import annotations
@@ -50,14 +52,17 @@ def test_racing_register_steps_leave_the_better_model_champion_and_record_both(
     worse = make_search([Trial(models["sadness"], 0.5)], workflow_uid="wf-worse")
 
     barrier = threading.Barrier(2, timeout=120)
+    better_done = threading.Event()
     original = promotion.version_by_alias
-    first_read: set[int] = set()
+    reads: dict[str, int] = {}
 
     def racing_read(client, model_name, alias):
-        me = threading.get_ident()
-        if me not in first_read:  # both threads read the champion (v1) before either moves it
-            first_read.add(me)
+        me = threading.current_thread().name
+        reads[me] = reads.get(me, 0) + 1
+        if reads[me] == 1:  # the re-read before moving: both have gated against v1 by now
             barrier.wait()
+            if me == "worse":  # and the worse one re-reads only after the better one moved
+                assert better_done.wait(timeout=300)
         return original(client, model_name, alias)
 
     monkeypatch.setattr(promotion, "version_by_alias", racing_read)
@@ -69,10 +74,13 @@ def test_racing_register_steps_leave_the_better_model_champion_and_record_both(
             results[key] = run(search, uid)
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
+        finally:
+            if key == "better":
+                better_done.set()
 
     threads = [
-        threading.Thread(target=target, args=("better", better, "wf-better")),
-        threading.Thread(target=target, args=("worse", worse, "wf-worse")),
+        threading.Thread(target=target, args=("better", better, "wf-better"), name="better"),
+        threading.Thread(target=target, args=("worse", worse, "wf-worse"), name="worse"),
     ]
     for t in threads:
         t.start()
