@@ -14,15 +14,14 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# Only what serving imports, no torch: ONNX Runtime runs the graph; transformers (without torch)
-# loads the fast tokenizer (`tokenizers`); mlflow-skinny resolves models:/ and runs:/ URIs without
+# Only what serving imports, no torch and no transformers: ONNX Runtime runs the graph; `tokenizers`
+# runs the model's tokenizer.json (serving/fast_tokenizer.py); mlflow-skinny resolves models:/ and runs:/ URIs without
 # the tracking server's dependencies; boto3 reads S3 artifact stores. Uvicorn with uvloop and
 # httptools (the server's protocol), without the reload/websocket extras. Left out of the image:
-# pip and setuptools (nothing installs at run time) and hf-xet (Hub downloads; the server is offline).
+# pip and setuptools (nothing installs at run time).
 RUN pip install \
         onnxruntime==1.32.0 \
-        transformers==5.23.0 \
-        safetensors==0.8.0 \
+        tokenizers==0.23.3 \
         fastapi==0.163.2 \
         uvicorn==0.54.0 \
         uvloop==0.23.0 \
@@ -38,7 +37,6 @@ RUN pip install \
         psutil==7.2.2 \
         httpx==0.28.1 \
         rich==15.0.0 \
-    && pip uninstall -y hf-xet \
     && pip uninstall -y pip setuptools \
     && find /opt/venv -name __pycache__ -type d -prune -exec rm -rf {} +
 
@@ -60,8 +58,6 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    HF_HOME=/tmp/hf \
-    HF_HUB_OFFLINE=1 \
     SERVE_HOST=0.0.0.0 \
     SERVE_PORT=8000 \
     SERVE_CACHE_DIR=/tmp/model-cache

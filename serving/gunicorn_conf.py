@@ -48,10 +48,12 @@ def on_starting(server):
 
     shutil.rmtree(_metrics_dir, ignore_errors=True)
     _metrics_dir.mkdir(parents=True, exist_ok=True)
-    import fastapi  # noqa: F401
-    import mlflow  # noqa: F401
-    import torch  # noqa: F401
-    import transformers  # noqa: F401
+    import importlib
+    import importlib.util
+
+    for module in ("fastapi", "mlflow", "onnxruntime", "tokenizers", "torch", "transformers"):
+        if importlib.util.find_spec(module) is not None:  # the slim serving image has no torch
+            importlib.import_module(module)
 
 
 def child_exit(server, worker):

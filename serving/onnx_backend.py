@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from serving.fast_tokenizer import FastTokenizer
+
 log = logging.getLogger(__name__)
 
 ONNX_KINDS = ("onnx", "onnx-int8", "onnx-int8-static")
@@ -178,7 +180,7 @@ def quantize_int8_static(
 
         def get_next(self):
             texts = next(self._chunks, None)
-            return None if texts is None else tokenize(tokenizer, texts, max_tokens, ONNX_INPUTS)
+            return None if texts is None else tokenize(tokenizer, texts, ONNX_INPUTS)
 
     quantize_static(
         str(fp32_path),
@@ -194,10 +196,10 @@ def quantize_int8_static(
     )
 
 
-def tokenize(tokenizer, texts: list[str], max_tokens: int, input_names) -> dict[str, np.ndarray]:
+def tokenize(tokenizer: FastTokenizer, texts: list[str], input_names) -> dict[str, np.ndarray]:
     """The graph's int64 feeds for `texts`, padded to the longest one."""
-    enc = tokenizer(texts, padding="longest", truncation=True, max_length=max_tokens, return_tensors="np")
-    return {name: np.asarray(enc[name], dtype=np.int64) for name in input_names if name in enc}
+    enc = tokenizer(texts)
+    return {name: enc[name] for name in input_names if name in enc}
 
 
 def build_onnx(
@@ -227,9 +229,7 @@ def build_onnx(
             )
     if kind == "onnx-int8":
         return _write_atomically(out_path, lambda tmp: quantize_int8(fp32_path, tmp))
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = FastTokenizer(model_dir, max_tokens)
     return _write_atomically(
         out_path,
         lambda tmp: quantize_int8_static(fp32_path, tmp, tokenizer, calibration_texts or [], max_tokens),
@@ -305,7 +305,6 @@ class OnnxBackend:
         calibration_texts: list[str] | None = None,
     ) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         from serving.model_loader import read_temperature
         from shared.model_package import read_labels
@@ -316,7 +315,7 @@ class OnnxBackend:
         self.temperature = read_temperature(model_dir)  # calibration (temperature.json; 1.0 without)
         self.max_tokens = max_tokens
         self.model_path = onnx_path or ensure_onnx_model(model_dir, kind, cache_dir, calibration_texts)
-        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.tokenizer = FastTokenizer(model_dir, max_tokens)
         self.session = ort.InferenceSession(
             str(self.model_path), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
         )
@@ -326,7 +325,7 @@ class OnnxBackend:
             raise ValueError(f"model has {n_out} outputs but labels.json names {len(self.labels)} labels")
 
     def prepare(self, texts: list[str]) -> dict[str, np.ndarray]:
-        return tokenize(self.tokenizer, texts, self.max_tokens, self.input_names)
+        return tokenize(self.tokenizer, texts, self.input_names)
 
     def infer(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         (logits,) = self.session.run(["logits"], feeds)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.util
 import logging
 import time
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+class NeedsTorch(RuntimeError):
+    """The model can only be served by exporting or running it with torch, which is not installed."""
 
 
 @dataclass
@@ -137,6 +142,14 @@ class ModelRuntime:
                         "serving the exact fp32 onnx graph instead"
                     )
                     kind = "onnx"
+        if (kind == "torch" or onnx_path is None) and importlib.util.find_spec("torch") is None:
+            raise NeedsTorch(
+                f"{st.model_uri} has no serving artifact (model version tag serving_artifact_uri) and this "
+                "image has no torch to export one: register the model again (register builds the "
+                "artifact) or serve it with the train image (emotion-hpo-train)"
+                if kind != "torch"
+                else "SERVE_BACKEND=torch needs torch, which this image does not have: use an onnx backend"
+            )
         self.backend_kind = kind
         backend = load_backend(
             kind,

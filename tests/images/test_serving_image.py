@@ -134,6 +134,10 @@ def test_serving_image_answers_all_protocols_as_the_deployment_runs_it(
             assert any(cache.rglob("*.onnx")) or any(cache.rglob("model.onnx")), list(cache.rglob("*"))[:20]
             no_torch = subprocess.run([*exec_, "python -c 'import torch'"], capture_output=True, timeout=60)
             assert no_torch.returncode != 0  # the slim image has no torch
+            no_hf = subprocess.run(
+                [*exec_, "python -c 'import transformers'"], capture_output=True, timeout=60
+            )
+            assert no_hf.returncode != 0  # nor transformers: tokenizers runs tokenizer.json
         finally:
             subprocess.run([*engine_command(), "rm", "-f", name], capture_output=True, timeout=120)
         # cold start with the model in the cache volume (docs/benchmarks.md): printed, not asserted
@@ -145,3 +149,41 @@ def test_serving_image_answers_all_protocols_as_the_deployment_runs_it(
             print(f"\nserving container cold start, model cached: {time.monotonic() - started:.1f}s")
         finally:
             subprocess.run([*engine_command(), "rm", "-f", name], capture_output=True, timeout=120)
+        _a_model_without_serving_artifact_fails_in_one_line(
+            server.url, serving_image, container, pod, url, name
+        )
+
+
+def _a_model_without_serving_artifact_fails_in_one_line(tracking_uri, image, container, pod, url, name):
+    """This image cannot export a model (no torch): /ready says so in one line, the log has no traceback."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    champion = client.get_model_version_by_alias("emotion-classifier", "champion")
+    bare = client.create_model_version("emotion-classifier", champion.source, run_id=champion.run_id).version
+    env = {**declared_env(container), "SERVE_MODEL_URI": f"models:/emotion-classifier/{bare}"}
+    bare_argv = run_argv(
+        container,
+        image=image,
+        sources={"/cache": None, "/tmp": None},
+        env=env,
+        pod_security=pod["securityContext"],
+        name=name,
+        detach=True,
+    )
+    subprocess.run(bare_argv, check=True, capture_output=True, timeout=120)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        body: dict = {}
+        while time.monotonic() < deadline and body.get("status") != "failed":
+            try:
+                body = httpx.get(f"{url}/ready", timeout=2).json()
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.25)
+        assert body.get("status") == "failed", body
+        assert "no serving artifact" in body["reason"] and "emotion-hpo-train" in body["reason"], body
+        logs = subprocess.run([*engine_command(), "logs", name], capture_output=True, text=True, timeout=60)
+        assert "Traceback" not in logs.stdout + logs.stderr, logs.stdout[-3000:] + logs.stderr[-3000:]
+    finally:
+        subprocess.run([*engine_command(), "rm", "-f", name], capture_output=True, timeout=120)

@@ -59,3 +59,23 @@ def test_unreachable_registry_is_not_ready(tmp_path):
     with TestClient(app) as c:
         body = _failed_ready(c)
     assert body["status"] == "failed" and "models:/emotion-classifier@champion" in body["reason"]
+
+
+def test_a_model_without_serving_artifact_where_torch_is_missing_fails_in_one_clear_line(
+    tiny_model_dir, tmp_path, caplog, monkeypatch
+):
+    """The slim serving image has no torch: a model it cannot export says so, no traceback."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    caplog.set_level(logging.ERROR, logger="serving.runtime")
+    with TestClient(create_app(make_settings(tiny_model_dir, tmp_path), tracking_uri="unused")) as c:
+        body = _failed_ready(c)
+        assert body["status"] == "failed"
+        assert "no serving artifact" in body["reason"] and "emotion-hpo-train" in body["reason"]
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors and all(r.exc_info is None for r in errors)
+    assert all("\n" not in r.getMessage() for r in errors)
