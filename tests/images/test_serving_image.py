@@ -160,7 +160,8 @@ def _a_model_without_serving_artifact_fails_in_one_line(tracking_uri, image, con
 
     client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     champion = client.get_model_version_by_alias("emotion-classifier", "champion")
-    bare = client.create_model_version("emotion-classifier", champion.source, run_id=champion.run_id).version
+    # the same model registered again, without the serving_artifact_uri tag register sets
+    bare = mlflow.register_model(f"runs:/{champion.run_id}/model", "emotion-classifier").version
     env = {**declared_env(container), "SERVE_MODEL_URI": f"models:/emotion-classifier/{bare}"}
     bare_argv = run_argv(
         container,
