@@ -115,29 +115,35 @@ def _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory) -> d
     return _BASELINES[alg]
 
 
+# Where the first run is stopped, in trial-epochs recorded out of the uninterrupted search's total:
+# early (the first trials, ASHA's first rung still filling), middle, late (the last trials left).
+POINTS = {"early": lambda total: 2, "middle": lambda total: total // 2, "late": lambda total: total - 2}
+
+
+# Six runs: each algorithm stopped early, mid-way and late, each point both by SIGINT and SIGKILL.
 @pytest.mark.parametrize(
     ("alg", "sig", "point"),
     [
-        ("random", signal.SIGINT, 2),
-        ("random", signal.SIGINT, 7),
-        ("random", signal.SIGKILL, 4),
-        ("random", signal.SIGKILL, 9),
-        ("optuna", signal.SIGINT, 4),
-        ("optuna", signal.SIGKILL, 6),
+        ("random", signal.SIGINT, "early"),
+        ("random", signal.SIGKILL, "middle"),
+        ("random", signal.SIGINT, "late"),
+        ("optuna", signal.SIGKILL, "early"),
+        ("optuna", signal.SIGINT, "middle"),
+        ("optuna", signal.SIGKILL, "late"),
     ],
-    ids=["random-sigint-early", "random-sigint-late", "random-sigkill-middle", "random-sigkill-late",
-         "optuna-sigint-middle", "optuna-sigkill-middle"],
-)  # fmt: skip
+    ids=lambda v: v.name.lower() if isinstance(v, signal.Signals) else v,
+)
 def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
     alg, sig, point, tokenized_dir, tiny_base_model, space, tmp_path, tmp_path_factory
 ):
     expected = _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory)
     total = _epochs(expected)
     assert total < SAMPLES * MAX_EPOCHS, "ASHA stopped some trials in the uninterrupted search"
-    assert point < total
+    epochs = POINTS[point](total)
+    assert 0 < epochs < total
 
     argv, env = _argv(tokenized_dir, tiny_base_model, space, tmp_path, alg), _env(tmp_path)
-    code = _interrupt_after(argv, env, tmp_path, point, sig)
+    code = _interrupt_after(argv, env, tmp_path, epochs, sig)
     assert code != 0, (tmp_path / "first.log").read_text()[-3000:]
     assert not (tmp_path / "result" / "result.json").exists(), "an interrupted search wrote a result"
     interrupted = _record(tmp_path)
