@@ -18,7 +18,7 @@ from shared.mlflow_contract import (
 from shared.settings import Settings
 from steps.hpo.reproduce import CACHE_SUBDIR, rebuild_data
 from steps.tokenize.core import RECORDED_INPUTS
-from tests.hpo.test_resume_decisions import ROOT, _env
+from tests.hpo.driver import ROOT, step_env
 
 # What a search on the pipeline's data records (the values do not matter to the errors tested).
 RECORDED_PARAMS = {
@@ -104,7 +104,10 @@ def test_reproduce_from_the_child_run_alone_matches_a_finished_trial(
     from mlflow.tracking import MlflowClient
 
     fetched, tokenized = pipeline_data
-    env = {**_env(tmp_path), "EMOTION_LOCAL_DIR": str(tmp_path / "local")}
+    env = {
+        **step_env(f"sqlite:///{tmp_path / 'mlflow.db'}", "reproduce"),
+        "EMOTION_LOCAL_DIR": str(tmp_path / "local"),
+    }
     search = subprocess.run(
         [sys.executable, "-m", "steps.hpo", "--tokenized-dir", str(tokenized),
          "--model", str(tiny_base_model),
