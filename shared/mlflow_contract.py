@@ -46,6 +46,10 @@ TRAIN_ROWS_PARAM = "train_rows"
 TUNE_ROWS_PARAM = "tune_rows"
 TUNE_FRACTION_PARAM = "tune_fraction"
 TUNE_SHA256_PARAM = "tune_sha256"  # sha256 of the tokenized tune.parquet (lineage of the split)
+# The tokenize step's inputs as its manifest records them (steps.tokenize.core.manifest_inputs), one
+# param each on the parent run (tokenize_max_length, tokenize_seed, ...): with the data version and
+# registry tags they rebuild the search's data (`python -m steps.hpo reproduce`).
+TOKENIZE_PARAM_PREFIX = "tokenize_"
 
 # Calibration of the best model (metrics on its child run and on the parent run)
 TEMPERATURE_METRIC = "temperature"

@@ -3,8 +3,9 @@
 `python -m steps.hpo --tokenized-dir DIR ...` runs a search (flags: the fields of `HpoInput`);
 `python -m steps.hpo result --workflow-uid UID --result-dir DIR` writes the result of the newest
 finished search of a workflow run (for a search that ran as a KubeRay RayJob);
-`python -m steps.hpo reproduce --run-id RUN --tokenized-dir DIR` trains one trial again from its
-MLflow child run and reports the difference per epoch.
+`python -m steps.hpo reproduce --run-id RUN [--tokenized-dir DIR]` trains one trial again from its
+MLflow child run (its data fetched and tokenized again from what the run records, or the given
+DIR) and reports the difference per epoch.
 """
 
 from __future__ import annotations

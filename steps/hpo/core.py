@@ -43,6 +43,7 @@ from shared.mlflow_contract import (
     SELECTION_SPLIT,
     SELECTION_SPLIT_PARAM,
     TEMPERATURE_METRIC,
+    TOKENIZE_PARAM_PREFIX,
     TRAIN_ROWS_PARAM,
     TUNE_ECE_AFTER,
     TUNE_ECE_BEFORE,
@@ -205,10 +206,13 @@ def _log_best_model(client, run_id: str, checkpoint, data: TokenizedData, config
 
 
 def _tune_lineage(tokenized_dir: Path) -> dict[str, Any]:
-    """What the tokenize manifest says about the tune split (fraction, file hash), for the parent run."""
+    """What the tokenize manifest says about the tune split (fraction, file hash) and the inputs that
+    made the tokenized data, for the parent run."""
+    from steps.tokenize.core import manifest_inputs
+
     path = Path(tokenized_dir) / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {}
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {f"{TOKENIZE_PARAM_PREFIX}{k}": v for k, v in manifest_inputs(manifest).items()}
     if "fraction" in (manifest.get("tune") or {}):
         out[TUNE_FRACTION_PARAM] = manifest["tune"]["fraction"]
     sha = (manifest.get("outputs_sha256") or {}).get(SELECTION_SPLIT)

@@ -44,12 +44,32 @@ MANIFEST_FILE = "manifest.json"
 TOKENIZER_DIR = "tokenizer"
 TRAIN_SPLIT = "train"
 TUNE_SPLIT = "tune"  # carved out of the source's training rows: model selection, calibration
+# The inputs a manifest records (every `TokenizeInput` field but the two folders): `manifest_inputs`.
+RECORDED_INPUTS = tuple(
+    name for name in TokenizeInput.model_fields if name not in ("dataset_dir", "output_dir")
+)
 SPLIT_ROLES = {
     "train": "fits the weights",
     "tune": "hpo: selects the best trial (ASHA, val_* trial metrics) and fits the temperature",
     "validation": "register: the promotion gate (when there is no test split)",
     "test": "register: the promotion gate (when present)",
 }
+
+
+def manifest_inputs(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The inputs that made a tokenized directory (the `TokenizeInput` fields but its two folders),
+    as its manifest records them; a manifest that records some of them gives only those.
+
+    Tokenizing the same dataset with them again gives the same files: hpo records them on its
+    parent run so that `python -m steps.hpo reproduce` can rebuild a trial's data from the run.
+    """
+    out: dict[str, Any] = {name: manifest[name] for name in RECORDED_INPUTS if name in manifest}
+    for name in ("limit", "eval_limit"):  # the manifest writes an unset limit (0) as null
+        if name in out and out[name] is None:
+            out[name] = 0
+    if "fraction" in (manifest.get("tune") or {}):
+        out["tune_fraction"] = manifest["tune"]["fraction"]
+    return out
 
 
 def stratified_indices(labels: np.ndarray, limit: int, seed: int, salt: str = "") -> np.ndarray:

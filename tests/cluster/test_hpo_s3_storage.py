@@ -68,6 +68,7 @@ def test_workflow_search_lives_on_s3_and_a_rerun_reuses_it(
         leaked = [k for k, blob in experiment.items() if secret.encode() in blob]
         assert not leaked, f"credential stored in {leaked}"
     assert not (out / "tune").exists()
+    _assert_scheduler_journal_restorable(experiment, UID, trials=2)
 
     step_runner("steps.hpo", *args, timeout=900)  # the retry of a pod that died after the search
     again = read_result(out / "result")
@@ -80,3 +81,30 @@ def test_workflow_search_lives_on_s3_and_a_rerun_reuses_it(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )
     assert len(children) == 2
+
+
+def _assert_scheduler_journal_restorable(experiment: dict[str, bytes], uid: str, *, trials: int) -> None:
+    """ASHA's journal is in the snapshot on S3 (Tune's callback states, saved with the trials), and
+    a fresh scheduler restored from it, as `Tuner.restore` does on a new pod, has every trial."""
+    import pickle
+
+    from shared.mlflow_contract import SEARCH_METRIC, SEARCH_MODE
+    from steps.hpo.scheduler import ResumableASHA, SchedulerStateCallback
+    from steps.hpo.trainable import TIME_ATTR
+
+    states = sorted(
+        k for k in experiment if k.startswith(f"hpo/{uid}/callback-states-") and k.endswith(".pkl")
+    )
+    assert states, sorted(experiment)[:20]
+    saved = [s for s in pickle.loads(experiment[states[-1]]).values() if s and "events" in s]
+    assert len(saved) == 1, "one scheduler journal in the snapshot"
+    scheduler = ResumableASHA(
+        metric=SEARCH_METRIC,
+        mode=SEARCH_MODE,
+        time_attr=TIME_ATTR,
+        max_t=1,
+        grace_period=1,
+        reduction_factor=2,
+    )
+    SchedulerStateCallback(scheduler).set_state(saved[0])
+    assert len(scheduler.known) == trials and {e[0] for e in scheduler.events} >= {"add", "result"}

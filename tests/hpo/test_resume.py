@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from pipelines.local_runner.process import Attempt
 from steps.hpo.tracking import FAILED, FINISHED, KILLED, TRIAL_ID_TAG
+from tests.hpo.driver import ROOT, signal_when, step_env
 
 pytestmark = pytest.mark.slow
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _cli(tokenized_dir, model, storage, result_dir, *extra) -> list[str]:
@@ -41,35 +38,14 @@ def test_killed_search_resumes_without_rerunning_or_duplicating(
 
     from shared.mlflow_utils import connect
 
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_settings.mlflow_tracking_uri,
-        "MLFLOW_EXPERIMENT_NAME": mlflow_settings.mlflow_experiment_name,
-        "PYTHONPATH": str(ROOT),
-    }
+    env = _env(mlflow_settings)
     storage, result_dir = tmp_path / "tune", tmp_path / "result"
     experiment_id = connect(mlflow_settings)
     client = MlflowClient()
 
-    driver = subprocess.Popen(
-        _cli(tokenized_dir, tiny_base_model, storage, result_dir), cwd=ROOT, env=env, start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    argv = _cli(tokenized_dir, tiny_base_model, storage, result_dir)
+    _signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log", timeout=180)
     done_before: dict[str, tuple[int, int]] = {}
-    deadline = time.monotonic() + 180
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            statuses = [r.info.status for r in _children(client, experiment_id).values()]
-            if FINISHED in statuses or KILLED in statuses:
-                time.sleep(3)  # let Tune save its experiment state after the trial ended
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the search ended before it could be killed mid-way"
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
     before = _children(client, experiment_id)
     for run_id, run in before.items():
         if run.info.status in (FINISHED, KILLED):
@@ -101,40 +77,17 @@ def test_killed_search_resumes_without_rerunning_or_duplicating(
 
 
 def _env(mlflow_settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": mlflow_settings.mlflow_tracking_uri,
-        "MLFLOW_EXPERIMENT_NAME": mlflow_settings.mlflow_experiment_name,
-        "PYTHONPATH": str(ROOT),
-    }
+    return step_env(mlflow_settings.mlflow_tracking_uri, mlflow_settings.mlflow_experiment_name)
 
 
-def _start_and_signal_mid_search(argv, env, client, experiment_id, sig, log: Path) -> subprocess.Popen:
+def _signal_mid_search(argv, env, client, experiment_id, sig, log: Path, timeout: float = 240):
     """Start the step and send `sig` once a trial has ended (Tune has saved its state) and others run."""
-    with open(log, "wb") as out:
-        driver = subprocess.Popen(
-            argv, cwd=ROOT, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=out
-        )
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline and driver.poll() is None:
-            statuses = [r.info.status for r in _children(client, experiment_id).values()]
-            if FINISHED in statuses or KILLED in statuses:
-                time.sleep(3)  # let Tune save its experiment state after the trial ended
-                break
-            time.sleep(0.5)
-        assert driver.poll() is None, "the search ended before it could be stopped mid-way"
-        os.kill(driver.pid, sig)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
-            driver.wait()
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)  # Ray's processes of the dead driver, as a pod's end
-        except ProcessLookupError:
-            pass
-    return driver
+
+    def a_trial_ended() -> bool:
+        statuses = [r.info.status for r in _children(client, experiment_id).values()]
+        return FINISHED in statuses or KILLED in statuses
+
+    return signal_when(argv, env, a_trial_ended, sig, log, timeout=timeout, settle=3)
 
 
 def _retried(argv, env, strategy, attempts: int = 3) -> subprocess.CompletedProcess:
@@ -171,7 +124,7 @@ def test_retried_workflow_step_continues_its_search_after_sigkill(
     client = MlflowClient()
     argv = _cli(tokenized_dir, tiny_base_model, storage, result_dir, "--workflow-uid", "wf-uid-1")
 
-    _start_and_signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log")
+    _signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log")
     before = _children(client, experiment_id)
     done_before = {
         run_id: (run.info.end_time, len(client.get_metric_history(run_id, "val_loss")))
@@ -218,7 +171,7 @@ def test_terminated_search_marks_its_runs_killed(tokenized_dir, tiny_base_model,
         tokenized_dir, tiny_base_model, tmp_path / "hpo", tmp_path / "result", "--workflow-uid", "wf-2"
     )
     log = tmp_path / "step.log"
-    driver = _start_and_signal_mid_search(argv, env, client, experiment_id, signal.SIGTERM, log)
+    driver = _signal_mid_search(argv, env, client, experiment_id, signal.SIGTERM, log)
     assert driver.returncode == 130, log.read_text()[-3000:]
     runs = client.search_runs([experiment_id], max_results=100)
     parent = [r for r in runs if r.data.tags.get("hpo_role") == "parent"]

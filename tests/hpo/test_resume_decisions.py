@@ -4,20 +4,18 @@ with the same workflow uid (what `make resume` and a pod retry do)."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from steps.hpo.tracking import FINISHED, KILLED, TRIAL_ID_TAG
+from tests.hpo.driver import ROOT, signal_when, step_env
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
 SAMPLES, MAX_EPOCHS = 6, 3
 
 
@@ -33,12 +31,7 @@ def _argv(tokenized_dir, model, space, tmp: Path, alg: str) -> list[str]:
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
-        "MLFLOW_EXPERIMENT_NAME": "resume",
-        "PYTHONPATH": str(ROOT),
-    }
+    return step_env(f"sqlite:///{tmp / 'mlflow.db'}", "resume")
 
 
 def _record(tmp: Path) -> dict[tuple, dict]:
@@ -69,30 +62,6 @@ def _run(argv, env, timeout=600) -> subprocess.CompletedProcess:
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _interrupt_after(argv, env, tmp: Path, epochs: int, sig: int) -> int:
-    """Start the step, send `sig` once `epochs` trial-epochs are in MLflow; its exit code."""
-    with open(tmp / "first.log", "wb") as log:
-        driver = subprocess.Popen(argv, cwd=ROOT, env=env, start_new_session=True, stdout=log, stderr=log)
-    deadline = time.monotonic() + 300
-    try:
-        while driver.poll() is None and time.monotonic() < deadline:
-            if _epochs(_record(tmp)) >= epochs:
-                break
-            time.sleep(0.2)
-        assert driver.poll() is None, "the search ended before it could be interrupted"
-        os.kill(driver.pid, sig)
-        driver.wait(timeout=120)
-    finally:
-        if driver.poll() is None:
-            driver.kill()
-            driver.wait()
-        try:
-            os.killpg(driver.pid, signal.SIGKILL)  # Ray's processes of the dead driver, as a pod's end
-        except ProcessLookupError:
-            pass
-    return driver.returncode
-
-
 @pytest.fixture(scope="module")
 def space(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("space") / "space.yaml"
@@ -115,29 +84,39 @@ def _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory) -> d
     return _BASELINES[alg]
 
 
+# Where the first run is stopped, in trial-epochs recorded out of the uninterrupted search's total:
+# early (the first trials, ASHA's first rung still filling), middle, late (the last trials left).
+POINTS = {"early": lambda total: 2, "middle": lambda total: total // 2, "late": lambda total: total - 2}
+
+
+# Six runs: each algorithm stopped early, mid-way and late, each point both by SIGINT and SIGKILL.
 @pytest.mark.parametrize(
     ("alg", "sig", "point"),
     [
-        ("random", signal.SIGINT, 2),
-        ("random", signal.SIGINT, 7),
-        ("random", signal.SIGKILL, 4),
-        ("random", signal.SIGKILL, 9),
-        ("optuna", signal.SIGINT, 4),
-        ("optuna", signal.SIGKILL, 6),
+        ("random", signal.SIGINT, "early"),
+        ("random", signal.SIGKILL, "middle"),
+        ("random", signal.SIGINT, "late"),
+        ("optuna", signal.SIGKILL, "early"),
+        ("optuna", signal.SIGINT, "middle"),
+        ("optuna", signal.SIGKILL, "late"),
     ],
-    ids=["random-sigint-early", "random-sigint-late", "random-sigkill-middle", "random-sigkill-late",
-         "optuna-sigint-middle", "optuna-sigkill-middle"],
-)  # fmt: skip
+    ids=lambda v: v.name.lower() if isinstance(v, signal.Signals) else v,
+)
 def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
     alg, sig, point, tokenized_dir, tiny_base_model, space, tmp_path, tmp_path_factory
 ):
     expected = _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory)
     total = _epochs(expected)
     assert total < SAMPLES * MAX_EPOCHS, "ASHA stopped some trials in the uninterrupted search"
-    assert point < total
+    epochs = POINTS[point](total)
+    assert 0 < epochs < total
 
     argv, env = _argv(tokenized_dir, tiny_base_model, space, tmp_path, alg), _env(tmp_path)
-    code = _interrupt_after(argv, env, tmp_path, point, sig)
+
+    def stop_now() -> bool:
+        return _epochs(_record(tmp_path)) >= epochs
+
+    code = signal_when(argv, env, stop_now, sig, tmp_path / "first.log", poll=0.2).returncode
     assert code != 0, (tmp_path / "first.log").read_text()[-3000:]
     assert not (tmp_path / "result" / "result.json").exists(), "an interrupted search wrote a result"
     interrupted = _record(tmp_path)
