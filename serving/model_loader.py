@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from shared.mlflow_contract import DATA_VERSION_TAG
-from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, read_labels
+from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT
 
 log = logging.getLogger(__name__)
 
@@ -259,11 +259,6 @@ def read_calibration_texts(path: Path | None, limit: int = 512) -> list[str]:
     else:
         texts = [line for line in path.read_text().splitlines() if line.strip()]
     return calibration_sample(texts, limit)
-
-
-def labels_of(model_dir: Path) -> dict[int, str]:
-    """The label map from the model directory's labels.json."""
-    return read_labels(model_dir)
 
 
 def describe(resolved: ResolvedModel, labels: dict[int, str]) -> dict[str, Any]:
