@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT, read_labels
+from shared.mlflow_contract import DATA_VERSION_TAG
+from shared.model_package import MLFLOW_MODEL_DIR_ARTIFACT
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<ve
 _RUNS_URI = re.compile(r"^runs:/(?P<run_id>[^/]+)/(?P<path>.+?)/?$")
 _LOGGED_MODEL_URI = re.compile(r"^models:/(?P<model_id>m-[0-9a-f]+)/?$")
 TEMPERATURE_FILE = "temperature.json"
-LINEAGE_DATA_VERSION_TAGS = ("dvc_data_version", "data_version")
+LINEAGE_DATA_VERSION_TAGS = (DATA_VERSION_TAG, "data_version")
 
 
 class ModelLoadError(RuntimeError):
@@ -258,11 +259,6 @@ def read_calibration_texts(path: Path | None, limit: int = 512) -> list[str]:
     else:
         texts = [line for line in path.read_text().splitlines() if line.strip()]
     return calibration_sample(texts, limit)
-
-
-def labels_of(model_dir: Path) -> dict[int, str]:
-    """The label map from the model directory's labels.json."""
-    return read_labels(model_dir)
 
 
 def describe(resolved: ResolvedModel, labels: dict[int, str]) -> dict[str, Any]:

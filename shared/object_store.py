@@ -25,7 +25,10 @@ log = logging.getLogger(__name__)
 AWS_DEFAULT_ENDPOINT = "the default AWS S3 endpoint"
 _CREDENTIAL_ERRORS = frozenset(
     {
-        "InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
         "AuthorizationHeaderMalformed",
     }
 )

@@ -35,7 +35,6 @@ from pathlib import Path
 from shared.results import atomic_write_text
 
 PROGRESS_ENV = "ARGO_PROGRESS_FILE"
-ARGO_DEFAULT_PROGRESS_FILE = "/var/run/argo/progress"
 STATUS_SUFFIX = ".status"
 LINKS_SUFFIX = ".links"
 

@@ -139,7 +139,7 @@ def alive_nodes() -> list[dict[str, Any]]:
     ]
 
 
-# Ray Tune copies these from the driver's environment into every trial actor's `runtime_env`,
+# Ray Tune copies these from the driver's `os.environ` into every trial actor's `runtime_env`,
 # and Ray's runtime-env agent logs runtime envs in clear text (runtime_env_agent.log), and shows
 # them in the dashboard. Trials get them anyway from their node's environment (a pod's Secret,
 # or the local raylet, which inherited the driver's environment when Ray started).
@@ -151,13 +151,20 @@ CREDENTIAL_ENV_VARS = (
 @contextmanager
 def credentials_hidden_from_ray_tune() -> Iterator[None]:
     """Run `tuner.fit()` inside this: Ray Tune does not copy the S3 credentials into the trials'
-    runtime env (and so into Ray's logs) meanwhile. They stay in this process's environment, where
-    the AWS SDK of the search's storage (and the trial processes, which inherit it) reads them."""
-    from ray.tune.execution.class_cache import ENV_VARS_TO_PROPAGATE
+    runtime env (and so into Ray's logs) meanwhile.
 
-    hidden = {k for k in CREDENTIAL_ENV_VARS if k in ENV_VARS_TO_PROPAGATE}
-    ENV_VARS_TO_PROPAGATE.difference_update(hidden)
+    Tune reads them from Python's `os.environ`; the AWS SDK of the search's storage (pyarrow's S3
+    filesystem, C++) and child processes read the process environment. Python documents that
+    `os.putenv` changes the latter without updating the former, so meanwhile the credentials are
+    left out of `os.environ` only: the storage keeps working, Tune sees nothing to copy. Python code
+    of this process that reads `os.environ` (boto3) does not find them until the block ends.
+    """
+    hidden = {k: os.environ[k] for k in CREDENTIAL_ENV_VARS if k in os.environ}
+    for key, value in hidden.items():
+        del os.environ[key]  # unsets it in the process environment too...
+        os.putenv(key, value)  # ...where it is put back, for the SDKs and child processes
     try:
         yield
     finally:
-        ENV_VARS_TO_PROPAGATE.update(hidden)
+        for key, value in hidden.items():
+            os.environ.setdefault(key, value)

@@ -48,11 +48,7 @@ class Settings(BaseSettings):
 
     def public_dict(self) -> dict[str, str]:
         """Settings safe to log or record: secrets are left out entirely."""
-        return {
-            k: str(v)
-            for k, v in self.model_dump().items()
-            if k not in SECRET_FIELDS and v is not None
-        }
+        return {k: str(v) for k, v in self.model_dump().items() if k not in SECRET_FIELDS and v is not None}
 
     def secret_values(self) -> list[str]:
         """The raw secret strings, so log scrubbers and tests can look for them."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 
@@ -26,14 +27,11 @@ def file_md5(path: Path) -> str:
 def dvc_dir_hash(files: dict[str, str]) -> str:
     """The DVC hash of a directory (`<md5>.dir`) from `{relative path: file md5}`.
 
-    Computed with DVC's own tree object, so it equals what `dvc add` records.
+    DVC lists a directory in a `.dir` object, a JSON list of `{"md5", "relpath"}` entries sorted
+    by path, and hashes it as the md5 of that JSON (dvc.org/doc/user-guide/project-structure/
+    internal-files#directories). The serialization is DVC's `json.dumps(..., sort_keys=True)`;
+    tests/data/test_data_hashing.py checks the result against what `dvc add` records.
     """
-    from dvc_data.hashfile.hash_info import HashInfo
-    from dvc_data.hashfile.meta import Meta
-    from dvc_data.hashfile.tree import Tree
-
-    tree = Tree()
-    for relpath, md5 in sorted(files.items()):
-        tree.add(tuple(relpath.split("/")), Meta(), HashInfo("md5", md5))
-    tree.digest()
-    return tree.hash_info.value
+    listing = [{"md5": md5, "relpath": relpath} for relpath, md5 in sorted(files.items())]
+    encoded = json.dumps(listing, sort_keys=True).encode("utf-8")
+    return hashlib.md5(encoded, usedforsecurity=False).hexdigest() + ".dir"

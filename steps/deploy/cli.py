@@ -24,7 +24,6 @@ from shared.step_cli import run_cli
 from steps.deploy.contract import DeployInput, Target
 
 PROG = "python -m steps.deploy"
-COMMANDS = ("rollout", "stop", "status")
 
 # SERVE_* settings the local server takes over from the deploy step's environment (the bind
 # address and the model URI are the step's own inputs).

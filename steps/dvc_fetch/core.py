@@ -101,21 +101,33 @@ def _recorded_tree(repo, path: str) -> tuple[str, dict[str, str]]:
     dir_hash = (info.get("dvc_info") or {}).get("md5") or info.get("md5")
     if info.get("type") != "directory" or not dir_hash:
         raise StepError(f"{path!r} in the registry is not a DVC-tracked dataset directory")
-    from dvc_data.index.index import DataIndexError
-
     files: dict[str, str] = {}
     try:
         for name in fs.find(path):
             finfo = fs.info(name)
             md5 = (finfo.get("dvc_info") or {}).get("md5") or finfo.get("md5")
             files[name[len(path) :].lstrip("/")] = md5
-    except (FileNotFoundError, DataIndexError):
+    except Exception as exc:
+        # DVC wraps "the .dir listing is in neither cache nor remote" in its own error type, with
+        # the FileNotFoundError as the cause; anything else (a bug, a transient fault) goes on.
+        if not _caused_by(exc, FileNotFoundError):
+            raise
         raise StepError(
             f"the file list of {path!r} (DVC object {dir_hash}) is missing from the registry's cache "
             f"and its DVC remote {_remote_url(repo)}: the version was not pushed completely, "
             "or the remote lost it"
         ) from None
     return dir_hash, files
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    seen = 0
+    item: BaseException | None = exc
+    while item is not None and seen < 20:
+        if isinstance(item, kind):
+            return True
+        item, seen = item.__cause__ or item.__context__, seen + 1
+    return False
 
 
 def _remote_url(repo) -> str:

@@ -142,12 +142,6 @@ def predict_logits(
     return out, labels
 
 
-def predict_label_names(model_dir: Path, texts: list[str], batch_size: int = 64) -> list[str]:
-    """Predicted label names (a temperature never changes them)."""
-    logits, labels = predict_logits(model_dir, texts, batch_size)
-    return [labels[int(i)] for i in logits.argmax(axis=-1)]
-
-
 def calibration_metrics(logits, gold_ids, temperature: float) -> CalibrationMetrics:
     """ECE and NLL of the confidences without (T=1) and with the model's temperature."""
     from shared.calibration import ECE_BINS, expected_calibration_error, nll, softmax

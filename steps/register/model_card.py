@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.mlflow_contract import DATA_VERSION_TAG, DATASET_HASH_TAG, TRAIN_ROWS_PARAM, TUNE_ROWS_PARAM
 from steps.register.evaluate import EvalMetrics
 
 MAX_DESCRIPTION_CHARS = 5000  # MLflow's model version description column
@@ -71,10 +72,10 @@ def _data_section(c: CardInputs) -> list[str]:
             ["data version", "dataset hash", "training rows", "tune rows", f"{m.split} rows"],
             [
                 [
-                    t.get("dvc_data_version"),
-                    (t.get("dataset_hash") or "n/a")[:16],
-                    p.get("train_rows"),
-                    p.get("tune_rows"),
+                    t.get(DATA_VERSION_TAG),
+                    (t.get(DATASET_HASH_TAG) or "n/a")[:16],
+                    p.get(TRAIN_ROWS_PARAM),
+                    p.get(TUNE_ROWS_PARAM),
                     m.rows,
                 ]
             ],

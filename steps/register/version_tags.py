@@ -10,17 +10,10 @@ from __future__ import annotations
 import json
 
 from shared.lineage import code_version, lineage_tags
+from shared.mlflow_contract import LINEAGE_TAGS, TRIAL_ID_TAG
 from shared.settings import Settings
 from steps.register.evaluate import EvalMetrics
 
-LINEAGE_KEYS = (
-    "argo_workflow_uid",
-    "docker_image_tag",
-    "dvc_data_version",
-    "code_version",
-    "dataset_hash",
-    "dvc_registry_url",
-)
 MAX_TAG_CHARS = 5000  # model version tag values are limited in size by the MLflow stores
 
 
@@ -32,7 +25,7 @@ def lineage_from_runs(parent, child, settings: Settings) -> dict[str, str]:
     """The training lineage: parent run tags, else child run tags, else this step's settings."""
     fallback = lineage_tags(settings)
     out = {}
-    for key in LINEAGE_KEYS:
+    for key in LINEAGE_TAGS:
         value = parent.data.tags.get(key) or child.data.tags.get(key) or fallback.get(key)
         if value:
             out[key] = str(value)
@@ -48,7 +41,7 @@ def version_tags(parent, child, settings: Settings, *, model_artifact_uri: str) 
     tags = {
         "source_run_id": child.info.run_id,
         "parent_run_id": parent.info.run_id,
-        "trial_id": child.data.tags.get("trial_id", ""),
+        "trial_id": child.data.tags.get(TRIAL_ID_TAG, ""),
         "source_model_uri": model_artifact_uri,
         "hyperparameters": _clip(json.dumps(hyperparameters(child), sort_keys=True)),
         **lineage_from_runs(parent, child, settings),

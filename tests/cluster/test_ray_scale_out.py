@@ -117,17 +117,11 @@ def test_search_submitted_as_ray_job_survives_losing_a_worker_node(
 
     args = hpo_args(s3_pipeline_data, tmp_path, num_samples=3, num_epochs=2)
     search = [sys.executable, "-m", "steps.hpo", *args]
+    # ray joins the entrypoint words with spaces and runs them in a shell
     cmd = [
-        str(Path(sys.executable).with_name("ray")),
-        "job",
-        "submit",
-        "--address",
-        ray_cluster.dashboard_url,
-        "--",
-        *search,
-        "--ray-address",
-        "auto",
-    ]  # fmt: skip (ray joins the entrypoint words with spaces and runs them in a shell)
+        str(Path(sys.executable).with_name("ray")), "job", "submit", "--address", ray_cluster.dashboard_url,
+        "--", *search, "--ray-address", "auto",
+    ]  # fmt: skip
     secrets = [v for k, v in ray_cluster.node_env.items() if k.startswith("AWS_")]
     submit_env = {k: v for k, v in os.environ.items() if v not in secrets and k != "RAY_ADDRESS"}
     log_path = tmp_path / "ray-job-submit.log"
