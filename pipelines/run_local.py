@@ -51,6 +51,23 @@ def main(
         help="Give the steps this variable of the runner's environment (repeatable); steps otherwise "
         "see only what their template declares plus PATH, HOME, locale, TZ, TMPDIR, the virtualenv",
     ),
+    engine: str = typer.Option(
+        "process",
+        help="Run each step as a process of this checkout (process), or in its image with podman or docker "
+        "(build them with `make images`; -p image-registry=localhost -p image-tag=<commit>)",
+    ),
+    volume: list[str] = typer.Option(
+        [],
+        "--volume",
+        help="With --engine: also mount HOST_PATH:/CONTAINER/PATH[:ro] into every step (repeatable); "
+        "the local dir is mounted at its own path",
+    ),
+    on_host: list[str] = typer.Option(
+        [],
+        "--on-host",
+        help="With --engine: run this task (or template) as a process anyway (repeatable), e.g. deploy, "
+        "whose local server must outlive its step",
+    ),
 ) -> None:
     if resume and resume_last:
         raise typer.BadParameter("use --resume RUN_ID or --resume-last, not both")
@@ -69,6 +86,9 @@ def main(
         smoke=smoke,
         values_dir=values_dir,
         pass_env=list(pass_env),
+        engine=engine,
+        volumes=list(volume),
+        on_host=list(on_host),
     )
     try:
         code = execute_run(request, console)

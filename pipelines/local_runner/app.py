@@ -14,7 +14,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from pipelines.local_runner.containers import EngineMissing
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
+from pipelines.local_runner.engine_run import ENGINES, Engine, parse_volume
 from pipelines.local_runner.environment import host_variables
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.preflight import Preflight
@@ -58,10 +60,35 @@ class RunRequest:
     smoke: bool = True
     values_dir: Path | None = None  # secrets/<name>/<key> and configmaps/<name>/<key> for the steps
     pass_env: list[str] = field(default_factory=list)  # host variables the steps may see (--pass-env)
+    engine: str = "process"  # process | podman | docker (engine_run.py)
+    volumes: list[str] = field(default_factory=list)  # --volume SRC:DST[:ro], with an engine
+    on_host: list[str] = field(default_factory=list)  # --on-host TASK: a process despite --engine
 
     def base_env(self, local_dir: Path) -> dict[str, str]:
         """What every step's environment starts from: allowed host variables + the runner's own."""
         return {**host_variables(passed=self.pass_env), LOCAL_DIR_ENV: str(local_dir)}
+
+    def image_env(self, local_dir: Path) -> dict[str, str]:
+        """The same in an image, whose PATH, HOME and locale are the image's: only --pass-env names."""
+        return {**{k: os.environ[k] for k in self.pass_env if k in os.environ}, LOCAL_DIR_ENV: str(local_dir)}
+
+    def container_engine(self, local_dir: Path) -> Engine | None:
+        if self.engine not in ENGINES:
+            raise WorkflowError(f"--engine {self.engine!r}: one of {', '.join(ENGINES)}")
+        if self.engine == "process":
+            if self.volumes or self.on_host:
+                raise WorkflowError("--volume and --on-host need --engine podman or docker")
+            return None
+        for text in self.volumes:
+            parse_volume(text)
+        try:
+            engine = Engine(
+                self.engine, local_dir, self.image_env(local_dir), list(self.volumes), set(self.on_host)
+            )
+            engine.command()
+        except EngineMissing as exc:
+            raise WorkflowError(str(exc)) from None
+        return engine
 
 
 def parse_params(items: list[str]) -> dict[str, str]:
@@ -190,6 +217,7 @@ def _run_with_services(
             base_env=request.base_env(local_dir),
             retries=not request.no_retry,
             values_dir=request.values_dir,
+            engine=request.container_engine(local_dir),
         )
         display.start()
         try:

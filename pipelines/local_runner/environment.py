@@ -56,16 +56,20 @@ def step_environment(
     base: Mapping[str, str],
     values_dir: Path | None,
     where: str,
+    on_host: bool = True,
 ) -> dict[str, str]:
     """`base` (allowed host + runner variables) + the container's declared `env`.
+
+    `on_host`: the step runs as a process of the runner's environment, whose tools (dvc, mlflow) it
+    finds on PATH first; in its image (`--engine`) PATH is the image's.
 
     `substitute_value(name, text)` expands a `value` (placeholders, container paths). A ref is
     read from the values folder; a ref the folder lacks takes `base`'s variable of that name when
     there is one (a --pass-env name), else an optional one is unset and a required one is an error.
     """
     env = dict(base)
-    # tools the steps call by name (dvc, git via dvc, mlflow) come from the runner's environment first
-    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
+    if on_host:  # tools the steps call by name (dvc, git via dvc, mlflow): the runner's environment first
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])
     env.setdefault("PYTHONUNBUFFERED", "1")
     for var in body.get("env") or []:
         name = var["name"]

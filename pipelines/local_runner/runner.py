@@ -34,6 +34,7 @@ from pipelines.local_runner.depends import (
     handles_failure,
     referenced_tasks,
 )
+from pipelines.local_runner.engine_run import Engine
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.expressions import evaluate_bool
 from pipelines.local_runner.exprlang import ExprError, evaluate, go_string, nest
@@ -65,6 +66,7 @@ class Runner:
         base_env: dict[str, str] | None = None,
         retries: bool = True,
         values_dir: Path | None = None,
+        engine: Engine | None = None,
     ):
         self.wf = wf
         self.store = store
@@ -112,6 +114,7 @@ class Runner:
             retries=retries,
             on_change=self.on_change,
             values_dir=values_dir,
+            engine=engine,
             volumes={
                 **{
                     c["metadata"]["name"]: {"emptyDir": {}} for c in wf.spec.get("volumeClaimTemplates") or []

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.local_runner import images, sync
+from pipelines.local_runner import engine_run, images, sync
 from pipelines.local_runner.cache import Cache, cache_key, hash_path, link_tree, parse_duration
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.environment import step_environment
@@ -59,6 +59,7 @@ class TaskContext:
     volumes: dict[str, dict] = field(default_factory=dict)  # the workflow's spec.volumes by name
     claims_dir: Path | None = None  # persistentVolumeClaim folders (outlive runs)
     locks_dir: Path | None = None  # synchronization locks, shared by the runs of one local dir (sync.py)
+    engine: engine_run.Engine | None = None  # None: steps run as processes; else in their images
 
     def changed(self, name: str) -> None:
         if callable(self.on_change):
@@ -195,13 +196,16 @@ def _env(
     where: str,
     base: dict[str, str],
     values_dir: Path | None = None,
+    on_host: bool = True,
 ) -> dict[str, str]:
-    """The container's declared env over `base` (allowed host and runner variables): environment.py."""
+    """The container's declared env over `base` (allowed host and runner variables): environment.py.
+    On the host, container paths in values become the task's local paths; in its image they stay."""
 
     def value(name: str, text: str) -> str:
-        return paths.rewrite(substitute(text, variables, f"{where} env {name}"))
+        text = substitute(text, variables, f"{where} env {name}")
+        return paths.rewrite(text) if on_host else text
 
-    return step_environment(body, value, base, values_dir, where)
+    return step_environment(body, value, base, values_dir, where, on_host=on_host)
 
 
 def _local_interpreter(argv: list[str]) -> list[str]:
@@ -236,6 +240,43 @@ def _argv(template: dict, variables: dict[str, str], paths: PathMap, task_dir: P
         + [str(script)]
         + [paths.rewrite(substitute(str(a), variables, where)) for a in body.get("args") or []]
     )
+
+
+def _in_image(
+    template: dict,
+    task: str,
+    variables: dict[str, str],
+    task_dir: Path,
+    engine: engine_run.Engine,
+    ctx: TaskContext,
+    image: str,
+    where: str,
+) -> tuple[list[str], dict[str, str], str]:
+    """(engine argv, environment of the engine client, container name) of one attempt in the image."""
+    body = main_body(template)
+    if "container" in template:
+        command = [substitute(str(a), variables, where) for a in body.get("command") or []]
+    else:  # a script template: its source at Argo's path, run by the template's command
+        script = task_dir / "fs" / engine_run.SCRIPT_PATH.lstrip("/")
+        script.write_text(substitute(str(body.get("source", "")), variables, where))
+        script.chmod(0o755)
+        command = [substitute(str(a), variables, where) for a in body.get("command") or ["sh"]]
+        command.append(engine_run.SCRIPT_PATH)
+    args = [substitute(str(a), variables, where) for a in body.get("args") or []]
+    env = {
+        **_env(body, variables, PathMap(task_dir, []), where, engine.env, ctx.values_dir, on_host=False),
+        **step_env(task_dir),
+    }
+    sources = volume_sources(template, ctx.volumes, ctx.run_dir, task_dir, ctx.values_dir, ctx.claims_dir)
+    mounts = engine_run.mounts(
+        engine, task_dir / "fs", sources, engine_run.memory_volumes(template, ctx.volumes)
+    )
+    name = engine_run.container_name(task)
+    argv = engine_run.step_argv(
+        engine, body, command, args, image=image, env=env, volume_mounts=mounts, name=name
+    )
+    client_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "XDG_RUNTIME_DIR", "TMPDIR")}
+    return argv, client_env, name
 
 
 def _prepare_fs(paths: PathMap, template: dict, inputs: dict[str, dict]) -> None:
@@ -307,11 +348,22 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
                 return
 
         _prepare_fs(paths, template, artifacts)
-        link_mounts(
-            fs, volume_sources(template, ctx.volumes, ctx.run_dir, task_dir, ctx.values_dir, ctx.claims_dir)
-        )
         body = main_body(template)
         image = substitute(str(body.get("image", "")), variables, f"{where} image")
+        engine = ctx.engine.for_task(name, template["name"]) if ctx.engine is not None else None
+        if engine is not None:
+            engine_run.refuse_unsupported(template, where)
+            if not engine.has_image(image):
+                raise TaskFailure(
+                    f"{where}: image {image} is not in {engine.name}'s store (build it with "
+                    "`make images`; run with -p image-registry=localhost -p image-tag=$(git rev-parse HEAD))",
+                    ERRORED,
+                )
+        else:
+            link_mounts(
+                fs,
+                volume_sources(template, ctx.volumes, ctx.run_dir, task_dir, ctx.values_dir, ctx.claims_dir),
+            )
         cwd = working_dir(template, fs, ctx.workdir, image)
         # no strategy: no retry; `retryStrategy: {}` retries until success, as in Argo
         retry_spec = template.get("retryStrategy")
@@ -338,25 +390,38 @@ def execute(task: ResolvedTask, ctx: TaskContext) -> None:
             locks_dir = ctx.locks_dir or ctx.run_dir.parent.parent / "locks"
             if not held.enter_context(sync.holding(wanted, locks_dir, ctx.groups.stopping, waiting)):
                 raise TaskFailure("interrupted", INTERRUPTED)
-        run_init_containers(*extras, env_of=_env, cwd=cwd)
+        if engine is None:
+            run_init_containers(*extras, env_of=_env, cwd=cwd)
         first_start = time.monotonic()
         attempts = 0
         while True:
             attempts += 1
             variables["retries"] = str(attempts - 1)  # Argo's {{retries}}: this attempt's retry number
-            argv = _argv(template, variables, paths, task_dir, where)
-            env = {**_env(body, variables, paths, where, ctx.base_env, ctx.values_dir), **step_env(task_dir)}
-            if images.uses_shims(image):
-                env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
+            container = None
+            if engine is not None:
+                argv, env, container = _in_image(
+                    template, name, variables, task_dir, engine, ctx, image, where
+                )
+                cwd = task_dir
+            else:
+                argv = _argv(template, variables, paths, task_dir, where)
+                env = {
+                    **_env(body, variables, paths, where, ctx.base_env, ctx.values_dir),
+                    **step_env(task_dir),
+                }
+                if images.uses_shims(image):
+                    env["PATH"] = os.pathsep.join([str(images.SHIMS), env["PATH"]])
             ctx.store.update_task(name, attempts=attempts, phase=RUNNING, message="")
             ctx.changed(name)
             with open(log_path, "ab") as log:
                 log.write(f"[local-runner] attempt {attempts}: {' '.join(argv)}\n".encode())
-            sidecars = start_sidecars(*extras, env_of=_env, cwd=cwd)
+            sidecars = [] if engine is not None else start_sidecars(*extras, env_of=_env, cwd=cwd)
             try:
                 attempt = run_attempt(argv, env, cwd, log_path, ctx.groups, timeout, timeout_field)
             finally:
                 stop_sidecars(sidecars, ctx.groups)
+                if container is not None:  # the engine client may be gone (killed), the container not
+                    engine.remove(container)
             if ctx.groups.stopping.is_set():
                 raise TaskFailure("interrupted", INTERRUPTED, attempt.exit_code)
             if attempt.status == "Succeeded":
