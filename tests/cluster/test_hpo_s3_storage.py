@@ -108,3 +108,59 @@ def _assert_scheduler_journal_restorable(experiment: dict[str, bytes], uid: str,
     )
     SchedulerStateCallback(scheduler).set_state(saved[0])
     assert len(scheduler.known) == trials and {e[0] for e in scheduler.events} >= {"add", "result"}
+
+
+def _one_at_a_time(data: S3PipelineData, out, uid: str) -> list[str]:
+    """4 trials of up to 2 epochs, one at a time (ASHA's decisions in a fixed order), storage on S3."""
+    args = hpo_args(data, out, num_samples=4, num_epochs=2)
+    args[args.index("--storage-dir") + 1] = f"s3://{MLFLOW_BUCKET}/hpo"
+    return [*args, "--workflow-uid", uid, "--ray-num-cpus", "1", "--torch-threads", "1"]
+
+
+@pytest.mark.slow
+def test_a_search_killed_on_s3_resumes_with_the_same_decisions(
+    step_runner, s3_pipeline_data: S3PipelineData, tmp_path
+):
+    """SIGKILL of the driver mid-search (a pod's end), then the pod's retry with the same uid: ASHA's
+    rungs come back from the snapshot on S3, so it stops the same trials with the same metrics."""
+    import signal
+    import sys
+
+    from tests.hpo.driver import assert_same_decisions, signal_when, trial_epochs, trial_record
+
+    env = step_runner.env
+    tracking, experiment = env["MLFLOW_TRACKING_URI"], env["MLFLOW_EXPERIMENT_NAME"]
+    step_runner("steps.hpo", *_one_at_a_time(s3_pipeline_data, tmp_path / "base", "wf-s3-base"), timeout=900)
+    expected = trial_record(tracking, experiment, read_result(tmp_path / "base" / "result")["parent_run_id"])
+    total = trial_epochs(expected)
+    assert 4 < total < 8, "ASHA stopped some trials in the uninterrupted search"
+
+    argv = [
+        sys.executable,
+        "-m",
+        "steps.hpo",
+        *_one_at_a_time(s3_pipeline_data, tmp_path / "run", "wf-s3-kill"),
+    ]
+
+    def parent() -> str | None:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking)
+        found = client.get_experiment_by_name(experiment)
+        runs = client.search_runs(
+            [found.experiment_id], "tags.hpo_role = 'parent' and tags.argo_workflow_uid = 'wf-s3-kill'"
+        )
+        return runs[0].info.run_id if runs else None
+
+    def halfway() -> bool:
+        run_id = parent()
+        return run_id is not None and trial_epochs(trial_record(tracking, experiment, run_id)) >= total // 2
+
+    killed = signal_when(argv, env, halfway, signal.SIGKILL, tmp_path / "killed.log", timeout=600)
+    assert killed.returncode == -signal.SIGKILL
+    before = trial_epochs(trial_record(tracking, experiment, parent()))
+    assert 0 < before < total
+
+    step_runner("steps.hpo", *argv[3:], timeout=900)  # the retried pod: a new driver, the same uid
+    got = trial_record(tracking, experiment, parent())
+    assert_same_decisions(got, expected)

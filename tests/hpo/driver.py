@@ -61,3 +61,48 @@ def signal_when(
         except ProcessLookupError:
             pass
     return driver
+
+
+def trial_record(tracking_uri: str, experiment: str, parent_run_id: str | None = None) -> dict[tuple, dict]:
+    """Per trial (by its configuration: trial ids differ between searches): status and per-epoch
+    metrics; the trials of one parent run when given."""
+    from mlflow.tracking import MlflowClient
+
+    from steps.hpo.tracking import TRIAL_ID_TAG
+
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return {}
+    query = "tags.hpo_role = 'trial'"
+    if parent_run_id:
+        query += f" and tags.mlflow.parentRunId = '{parent_run_id}'"
+    out = {}
+    for run in client.search_runs([found.experiment_id], query, max_results=500):
+        index = tuple(sorted(run.data.params.items()))
+        metrics = {}
+        for key in ("train_loss", "val_loss", "val_accuracy"):
+            history = client.get_metric_history(run.info.run_id, key)
+            metrics[key] = [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
+        out[index] = {"trial": run.data.tags[TRIAL_ID_TAG], "status": run.info.status, "metrics": metrics}
+    return out
+
+
+def trial_epochs(record: dict[tuple, dict]) -> int:
+    """Trial-epochs a search spent: the validation results its trials recorded."""
+    return sum(len(r["metrics"]["val_loss"]) for r in record.values())
+
+
+def assert_same_decisions(got: dict[tuple, dict], expected: dict[tuple, dict]) -> None:
+    """The same configurations, each stopped at the same rung with the same per-epoch metrics."""
+    import pytest
+
+    assert sorted(got) == sorted(expected), "the same configurations"
+    for index, want in expected.items():
+        assert got[index]["status"] == want["status"], f"trial {index}: stopped at another rung"
+        for key, values in want["metrics"].items():
+            assert [s for s, _ in got[index]["metrics"][key]] == [s for s, _ in values], f"{index} {key}"
+            assert [v for _, v in got[index]["metrics"][key]] == pytest.approx(
+                [v for _, v in values], rel=1e-6, abs=1e-7
+            ), f"trial {index} {key}"
+    assert trial_epochs(got) == trial_epochs(expected)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.hpo.tracking import FINISHED, KILLED, TRIAL_ID_TAG
-from tests.hpo.driver import ROOT, signal_when, step_env
+from steps.hpo.tracking import FINISHED, KILLED
+from tests.hpo.driver import ROOT, assert_same_decisions, signal_when, step_env, trial_epochs, trial_record
 
 pytestmark = pytest.mark.slow
 
@@ -35,27 +35,11 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _record(tmp: Path) -> dict[tuple, dict]:
-    """Per trial (by its configuration: trial ids differ between searches): status and per-epoch
-    metrics."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(f"sqlite:///{tmp / 'mlflow.db'}")
-    experiment = client.get_experiment_by_name("resume")
-    if experiment is None:
-        return {}
-    out = {}
-    for run in client.search_runs([experiment.experiment_id], "tags.hpo_role = 'trial'", max_results=100):
-        index = tuple(sorted(run.data.params.items()))
-        metrics = {}
-        for key in ("train_loss", "val_loss", "val_accuracy"):
-            history = client.get_metric_history(run.info.run_id, key)
-            metrics[key] = [(m.step, m.value) for m in sorted(history, key=lambda m: m.step)]
-        out[index] = {"trial": run.data.tags[TRIAL_ID_TAG], "status": run.info.status, "metrics": metrics}
-    return out
+    return trial_record(f"sqlite:///{tmp / 'mlflow.db'}", "resume")
 
 
 def _epochs(record: dict[tuple, dict]) -> int:
-    return sum(len(r["metrics"]["val_loss"]) for r in record.values())
+    return trial_epochs(record)
 
 
 def _run(argv, env, timeout=600) -> subprocess.CompletedProcess:
@@ -133,16 +117,7 @@ def test_resumed_search_runs_and_stops_the_same_trials_with_the_same_metrics(
     resumed = _run(argv, {**env, "ARGO_PROGRESS_FILE": str(progress_file)})
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     got = _record(tmp_path)
-    assert sorted(got) == sorted(expected), "the same configurations"
     assert len({r["trial"] for r in got.values()}) == SAMPLES, "one child run per trial"
-    for index, want in expected.items():
-        assert got[index]["status"] == want["status"], f"trial {index}: stopped at another rung"
-        for key, values in want["metrics"].items():
-            steps = [s for s, _ in got[index]["metrics"][key]]
-            assert steps == [s for s, _ in values], f"trial {index} {key}: other epochs"
-            assert [v for _, v in got[index]["metrics"][key]] == pytest.approx(
-                [v for _, v in values], rel=1e-6, abs=1e-7
-            ), f"trial {index} {key}"
-    assert _epochs(got) == total
+    assert_same_decisions(got, expected)
     # the resumed step's progress counted the epochs done before the interruption too
     assert progress_file.read_text().strip() == f"{total}/{total}"

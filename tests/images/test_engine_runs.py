@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ from typer.testing import CliRunner
 from pipelines.run_local import app
 from shared.mlflow_contract import CODE_VERSION_TAG
 from shared.processes import free_port
+from tests.local_pipeline import build_registry, stop_server
 from tests.runner.conftest import write_workflow
 
 pytestmark = pytest.mark.slow
@@ -80,14 +78,9 @@ def test_the_workflow_runs_in_its_images_through_register(
     train_image, tmp_path, tiny_base_model, dataset_dir
 ):
     local = tmp_path / ".local"
-    subprocess.run(
-        [sys.executable, "-m", "shared.data_registry", "build", "--source", str(dataset_dir)]
-        + ["--registry", str(local / "data-registry")],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    registry, tag = train_image.rsplit("/", 1)[0], train_image.rsplit(":", 1)[1]
+    build_registry(local, dataset_dir)
+    name, tag = train_image.rsplit(":", 1)
+    registry = name.rsplit("/", 1)[0] if "/" in name else "localhost"  # podman's name for a local build
     port = free_port()
     params = {
         "model": "/models/tiny",
@@ -122,10 +115,4 @@ def test_the_workflow_runs_in_its_images_through_register(
         parent = client.get_run(state["tasks"]["hpo"]["parameters"]["parent-run-id"])
         assert parent.data.tags[CODE_VERSION_TAG] == tag  # the code that ran is the image's commit
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "steps.deploy", "stop"],
-            cwd=ROOT,
-            capture_output=True,
-            env={**os.environ, "EMOTION_LOCAL_DIR": str(local)},
-            timeout=120,
-        )
+        stop_server(local)

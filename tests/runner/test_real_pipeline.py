@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipelines.local_runner.services import free_port
 from pipelines.run_local import app
+from tests.local_pipeline import stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "pipelines" / "emotion-hpo.yaml"
@@ -64,10 +64,4 @@ def test_emotion_hpo_runs_locally_end_to_end(tmp_path, tiny_base_model, dataset_
         assert summary["server"]["smoke_test"]["ok"], summary["server"]
         assert "Best trial: val accuracy" in result.output and "Stop the server" in result.output
     finally:
-        subprocess.run(
-            [sys.executable, "-m", "steps.deploy", "stop"],
-            cwd=ROOT,
-            capture_output=True,
-            env={**os.environ, "EMOTION_LOCAL_DIR": str(local)},
-            timeout=120,
-        )
+        stop_server(local)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from pipelines.local_runner.progress_view import INTERVAL_ENV, read_step_progres
 from pipelines.local_runner.services import free_port
 from pipelines.run_local import app
 from shared.progress import parse_progress
+from tests.local_pipeline import build_registry, stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "pipelines" / "emotion-hpo.yaml"
@@ -38,13 +36,7 @@ def _sample(local: Path, stop: threading.Event, seen: list[tuple[int, int]]) -> 
 def test_hpo_progress_rises_to_m_of_m(tmp_path, tiny_base_model, dataset_dir, monkeypatch):
     monkeypatch.setenv(INTERVAL_ENV, "1")
     local = tmp_path / ".local"
-    subprocess.run(
-        [sys.executable, "-m", "shared.data_registry", "build", "--source", str(dataset_dir)]
-        + ["--registry", str(local / "data-registry")],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    build_registry(local, dataset_dir)
     args = [str(WORKFLOW), "--local-dir", str(local), "--profile", "demo", "--no-retry", "--no-smoke"]
     params = {
         "model": str(tiny_base_model),
@@ -86,10 +78,4 @@ def test_hpo_progress_rises_to_m_of_m(tmp_path, tiny_base_model, dataset_dir, mo
             assert step.done == step.total and step.total > 0, step
     finally:
         stop.set()
-        subprocess.run(
-            [sys.executable, "-m", "steps.deploy", "stop"],
-            cwd=ROOT,
-            capture_output=True,
-            env={**os.environ, "EMOTION_LOCAL_DIR": str(local)},
-            timeout=120,
-        )
+        stop_server(local)

@@ -15,8 +15,9 @@ import pytest
 from pipelines.local_runner.progress_view import read_step_progress
 from pipelines.local_runner.services import free_port
 from steps.hpo.tracking import FINISHED, KILLED
-from tests.hpo.driver import ROOT, signal_when
+from tests.hpo.driver import ROOT, assert_same_decisions, signal_when
 from tests.hpo.test_resume_decisions import _epochs, _record
+from tests.local_pipeline import build_registry, stop_server
 
 WORKFLOW = ROOT / "pipelines" / "emotion-hpo.yaml"
 
@@ -42,26 +43,6 @@ def _runner(local: Path, model: Path) -> list[str]:
     return argv
 
 
-def _prepare(local: Path, dataset_dir: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "shared.data_registry", "build", "--source", str(dataset_dir)]
-        + ["--registry", str(local / "data-registry")],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-
-
-def _stop_serving(local: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "steps.deploy", "stop"],
-        cwd=ROOT,
-        capture_output=True,
-        env={**os.environ, "EMOTION_LOCAL_DIR": str(local)},
-        timeout=120,
-    )
-
-
 def _parent_status(local: Path) -> str:
     from mlflow.tracking import MlflowClient
 
@@ -74,14 +55,14 @@ def _parent_status(local: Path) -> str:
 def test_ctrl_c_then_resume_last_decides_as_the_uninterrupted_run(tmp_path, tiny_base_model, dataset_dir):
     base, local = tmp_path / "uninterrupted" / ".local", tmp_path / "interrupted" / ".local"
     try:
-        _prepare(base, dataset_dir)
+        build_registry(base, dataset_dir)
         done = subprocess.run(_runner(base, tiny_base_model), cwd=ROOT, capture_output=True, text=True)
         assert done.returncode == 0, done.stdout[-3000:]
         expected = _record(base)
         total = _epochs(expected)
         assert 2 < total < 4 * 2, "ASHA stopped some trials in the uninterrupted run"
 
-        _prepare(local, dataset_dir)
+        build_registry(local, dataset_dir)
         argv = _runner(local, tiny_base_model)
         log = tmp_path / "first.log"
         first = signal_when(
@@ -97,20 +78,12 @@ def test_ctrl_c_then_resume_last_decides_as_the_uninterrupted_run(tmp_path, tiny
         resumed = subprocess.run(argv[:6] + ["--resume-last"], cwd=ROOT, capture_output=True, text=True)
         assert resumed.returncode == 0, resumed.stdout[-3000:]
         got = _record(local)
-        assert sorted(got) == sorted(expected), "the same configurations"
-        for index, want in expected.items():
-            assert got[index]["status"] == want["status"], f"trial {index}: stopped at another rung"
-            for key, values in want["metrics"].items():
-                assert [s for s, _ in got[index]["metrics"][key]] == [s for s, _ in values], f"{index} {key}"
-                assert [v for _, v in got[index]["metrics"][key]] == pytest.approx(
-                    [v for _, v in values], rel=1e-6, abs=1e-7
-                ), f"trial {index} {key}"
-        assert _epochs(got) == total
+        assert_same_decisions(got, expected)
         assert _parent_status(local) == FINISHED
         runs = list((local / "runs").iterdir())
         assert len(runs) == 1, "the resume continued the same run (the same workflow uid)"
         progress = read_step_progress(runs[0] / "tasks" / "hpo")
         assert (progress.done, progress.total) == (total, total), progress
     finally:
-        _stop_serving(base)
-        _stop_serving(local)
+        stop_server(base)
+        stop_server(local)
