@@ -17,12 +17,13 @@ Bad flags and invalid values exit 2 with one line naming each flag and its probl
 from __future__ import annotations
 
 import argparse
+import enum
 import json
 import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -74,6 +75,32 @@ def _kind(annotation: Any) -> str:
     return "scalar"
 
 
+def _metavar(name: str, annotation: Any) -> str:
+    """What --help shows for a flag's value: INT, NUMBER, PATH, URI, JSON, one of an enum's values, TEXT."""
+    for arg in _args_of(annotation):
+        if arg is type(None):
+            continue
+        origin = typing.get_origin(arg) or arg
+        if origin in (list, tuple, set, frozenset):
+            inner = typing.get_args(arg)
+            return _metavar(name, inner[0]) if inner else "TEXT"
+        if isinstance(origin, type) and issubclass(origin, enum.Enum):
+            return "|".join(str(m.value) for m in origin)
+        if origin is typing.Literal:
+            return "|".join(str(v) for v in typing.get_args(arg))
+        if origin is dict:
+            return "JSON"
+        if origin is int:
+            return "INT"
+        if origin is float:
+            return "NUMBER"
+        if isinstance(origin, type) and issubclass(origin, PurePath):
+            return "PATH"
+    if name.endswith(("_uri", "_url", "_address")):
+        return "URI"
+    return "TEXT"
+
+
 def _optional(annotation: Any) -> bool:
     return type(None) in _args_of(annotation)
 
@@ -97,12 +124,13 @@ def build_parser(
     for name, info in cli_fields(model).items():
         kind = _kind(info.annotation)
         help_text = info.description or ""
-        if not info.is_required():
+        if info.is_required():
+            help_text += " (required)"
+        elif "(default" not in help_text:  # a description may say what the default means already
             default = info.get_default(call_default_factory=True)
             help_text += f" (default: {default if default not in (None, '') else 'unset'})"
-        else:
-            help_text += " (required)"
-        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "dest": name, "metavar": "VALUE"}
+        metavar = _metavar(name, info.annotation)
+        kwargs: dict[str, Any] = {"help": help_text.replace("%", "%%"), "dest": name, "metavar": metavar}
         if kind == "bool":
             kwargs.update(nargs="?", const="true", metavar="true|false")
         elif kind == "list":

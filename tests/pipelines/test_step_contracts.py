@@ -134,3 +134,19 @@ def test_generated_help_lists_every_field_with_its_description():
             assert f"--{flag_name(field)}" in text
             if info.description:
                 assert " ".join(info.description.split())[:30] in text
+
+
+def test_generated_help_names_value_types_and_one_default_per_flag():
+    import re
+
+    for model, _ in CONTRACTS.values():
+        text = " ".join(build_parser(model, "prog").format_help().split())
+        assert " VALUE" not in text, model.__name__
+        for part in re.split(r"(?= --[a-z])", text):  # one flag's help each
+            assert part.count("(default") <= 1, part
+    from steps.hpo.contract import HpoInput
+
+    text = " ".join(build_parser(HpoInput, "prog").format_help().split())
+    for flag, metavar in {"--num-samples": "INT", "--search-space": "PATH", "--ray-address": "URI"}.items():
+        assert f"{flag} {metavar}" in text
+    assert "--search-alg random|optuna" in text
