@@ -260,44 +260,49 @@ def test_credentials_are_hidden_from_ray_tune_but_not_from_the_sdks(monkeypatch)
     assert "AWS_SESSION_TOKEN" not in os.environ  # nothing that was unset appears
 
 
-def _env_probe():
-    """A trial that reports which AWS_* variables its runtime env and its process environment hold."""
-    import ray
-    from ray import tune
+# A local Ray in its own process: `ray.init()` in the test process would turn on Ray's token auth
+# in this process's environment, and the module's later Ray clusters would refuse the steps.
+_ENV_PROBE = """
+import json, os, sys
+import ray
+from ray import tune
+from shared.ray_cluster import credentials_hidden_from_ray_tune
 
-    def trial(config):
-        runtime_env = ray.get_runtime_context().runtime_env.get("env_vars") or {}
-        tune.report(
-            {
-                "runtime_env": ",".join(sorted(k for k in runtime_env if k.startswith("AWS_"))),
-                "environ": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
-            }
-        )
+def trial(config):  # which AWS_* variables its runtime env and its process environment hold
+    runtime_env = ray.get_runtime_context().runtime_env.get("env_vars") or {}
+    tune.report({
+        "runtime_env": ",".join(sorted(k for k in runtime_env if k.startswith("AWS_"))),
+        "environ": os.environ.get("AWS_SECRET_ACCESS_KEY", ""),
+    })
 
-    return trial
+def fit(name):
+    run_config = tune.RunConfig(name=name, storage_path=sys.argv[1], verbose=0)
+    return tune.Tuner(trial, run_config=run_config).fit()[0].metrics
+
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
+with credentials_hidden_from_ray_tune():
+    hidden = fit("hidden")
+plain = fit("plain")
+ray.shutdown()
+print(json.dumps({"hidden": hidden, "plain": plain}, default=str))
+"""
 
 
 @pytest.mark.slow
-def test_trials_runtime_env_holds_no_credentials(monkeypatch, tmp_path):
+def test_trials_runtime_env_holds_no_credentials(tmp_path):
     """The behaviour that matters: a trial's runtime env (what Ray logs and shows in the dashboard)
     has no credentials, while the trial still has them from its node (here the local raylet)."""
-    import ray
-    from ray import tune
-
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
-    ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    try:
-
-        def fit(name: str) -> dict:
-            run_config = tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0)
-            return tune.Tuner(_env_probe(), run_config=run_config).fit()[0].metrics
-
-        with credentials_hidden_from_ray_tune():
-            hidden = fit("hidden")
-        plain = fit("plain")
-    finally:
-        ray.shutdown()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t"}
+    done = subprocess.run(
+        [sys.executable, "-c", _ENV_PROBE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    hidden, plain = found["hidden"], found["plain"]
     assert hidden["runtime_env"] == "", hidden
     assert hidden["environ"] == "s3cr3t"  # the trial can still reach S3
     # Without the block Tune copies them (if this fails, Tune stopped doing so: the block is moot).
