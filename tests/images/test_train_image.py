@@ -16,7 +16,9 @@ def test_a_ray_head_starts_in_the_train_image_as_uid_10001(train_image):
     port = free_port()
     script = (
         f"ray start --head --port={port} --num-cpus=1 --include-dashboard=false --disable-usage-stats"
-        f" && ray status --address=127.0.0.1:{port} && id -u"
+        # Right after `ray start` the head may not have reported yet ("No cluster status"): wait for it.
+        f" && for i in $(seq 60); do ray status --address=127.0.0.1:{port} > /tmp/status.txt 2>&1;"
+        " grep -q Resources /tmp/status.txt && break; sleep 1; done; cat /tmp/status.txt && id -u"
         " && python -c 'import torch; print(torch.__version__)'"
         " && ray stop"
     )
