@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft7Validator, Draft202012Validator
+
+from shared.environment import ProductEnvironment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENDORED_SCHEMAS = Path(__file__).resolve().parent / "schemas"
@@ -30,7 +31,7 @@ INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 
 
 def schemas_dir() -> Path:
-    return Path(os.environ.get("EMOTION_SCHEMAS_DIR") or VENDORED_SCHEMAS)
+    return Path(ProductEnvironment().schemas_dir or VENDORED_SCHEMAS)
 
 
 def _strict_definitions(definitions: dict[str, Any]) -> dict[str, Any]:

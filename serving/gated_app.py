@@ -21,6 +21,8 @@ from typing import Any
 
 import httpx
 
+from shared.environment import ProductEnvironment
+
 SMOKE_TEXTS = ["i feel wonderful today, everything went right"]  # the gate's (and deploy's) smoke test
 
 
@@ -102,4 +104,4 @@ def create_app() -> HealthGatedApp:
     """Gunicorn's app factory: the serving app (settings from SERVE_*) behind the gate."""
     from serving.app import create_app as create_serving_app
 
-    return HealthGatedApp(create_serving_app(), timeout_s=float(os.environ.get(GATE_TIMEOUT_ENV, "300")))
+    return HealthGatedApp(create_serving_app(), timeout_s=float(ProductEnvironment().serve_gate_timeout_s))

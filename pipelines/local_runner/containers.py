@@ -19,12 +19,13 @@ hybrid cgroups), with limits this host allows (`--ulimit`).
 
 from __future__ import annotations
 
-import os
 import resource
 import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
+
+from shared.environment import ProductEnvironment
 
 ENGINES = ("podman", "docker")
 
@@ -35,7 +36,7 @@ class EngineMissing(RuntimeError):
 
 def engine_command(engine: str | None = None) -> list[str]:
     """argv prefix of the engine: ["podman", "--runtime", RUNC] or ["docker"]."""
-    name = engine or os.environ.get("CONTAINER_ENGINE")
+    name = engine or ProductEnvironment().container_engine
     if not name:
         if shutil.which("podman"):
             name = "podman"

@@ -18,7 +18,6 @@ under its table.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from shared.environment import ProductEnvironment
 from shared.progress import PROGRESS_ENV, links_path, parse_progress, status_path
 
 PROGRESS_FILE = "progress"
@@ -135,7 +135,7 @@ class ProgressBoard:
 
 def plain_interval() -> float:
     try:
-        return max(0.1, float(os.environ.get(INTERVAL_ENV, DEFAULT_INTERVAL_S)))
+        return max(0.1, float(ProductEnvironment().progress_interval_s or DEFAULT_INTERVAL_S))
     except ValueError:
         return DEFAULT_INTERVAL_S
 

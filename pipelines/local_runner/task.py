@@ -514,38 +514,3 @@ def _serve_from_cache(
         result=entry.get("result"),
         message="memoized",
     )
-
-
-def resolve_task(
-    name: str, task_spec: dict, template: dict, variables: dict[str, str], produced: dict[str, dict[str, str]]
-) -> ResolvedTask:
-    """Substitute a task's arguments; `produced` maps task -> output artifact -> local path."""
-    where = f"task {name!r}"
-    params = {
-        p["name"]: substitute(str(p.get("value", "")), variables, f"{where} argument {p['name']}")
-        for p in task_spec.get("arguments", {}).get("parameters", [])
-    }
-    artifacts: dict[str, dict] = {}
-    for art in task_spec.get("arguments", {}).get("artifacts", []):
-        if "from" in art:
-            ref = str(art["from"]).strip()
-            inner = ref[2:-2].strip() if ref.startswith("{{") and ref.endswith("}}") else ""
-            parts = inner.split(".")
-            if len(parts) != 5 or parts[0] != "tasks" or parts[2:4] != ["outputs", "artifacts"]:
-                raise WorkflowError(
-                    f"{where}: artifact {art['name']!r} from {ref!r}: only "
-                    "{{tasks.T.outputs.artifacts.X}} is supported locally"
-                )
-            local = produced.get(parts[1], {}).get(parts[4])
-            if local is None:
-                if art.get("optional"):
-                    continue
-                raise WorkflowError(
-                    f"{where}: artifact {art['name']!r}: task {parts[1]!r} produced no artifact {parts[4]!r}"
-                )
-            artifacts[art["name"]] = {"local": local}
-        elif "raw" in art:
-            artifacts[art["name"]] = {"raw": substitute(str(art["raw"].get("data", "")), variables, where)}
-        elif not art.get("optional"):
-            raise WorkflowError(f"{where}: artifact {art['name']!r} needs `from` or `raw` to run locally")
-    return ResolvedTask(name=name, template=template, parameters=params, artifacts=artifacts)

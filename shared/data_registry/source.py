@@ -38,6 +38,7 @@ from typing import Any
 from shared.data_registry.atomic import atomic_replace_dir, sibling_tmp_dir
 from shared.data_registry.format import METADATA_FILE, read_metadata
 from shared.data_registry.hashing import file_sha256
+from shared.environment import ProductEnvironment
 from shared.errors import StepError
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def rows_sha256(texts: list[str], labels: list[int]) -> str:
 
 
 def hub_revision() -> str:
-    return os.environ.get(REVISION_ENV) or HUB_REVISION
+    return ProductEnvironment().hf_revision or HUB_REVISION
 
 
 def default_hub_dir(revision: str | None = None) -> Path:
@@ -274,7 +275,7 @@ def local_source() -> Path | None:
 
     An `EMOTION_DATASET_DIR` that is not a folder is an error (a typo must not fall back silently).
     """
-    explicit = os.environ.get(DATASET_DIR_ENV, "").strip()
+    explicit = (ProductEnvironment().dataset_dir or "").strip()
     if explicit:
         path = Path(explicit).expanduser()
         if not path.is_dir():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from shared.environment import ProductEnvironment
 from shared.object_store import is_s3_uri, parse_s3_uri
 from shared.settings import Settings
 
@@ -24,7 +25,7 @@ STORAGE_ENV = "EMOTION_HPO_STORAGE"
 
 def storage_root(storage_dir: str | None, settings: Settings) -> str:
     """`storage_dir`, else `$EMOTION_HPO_STORAGE`, else `<local dir>/hpo` (absolute)."""
-    root = storage_dir or os.environ.get(STORAGE_ENV) or str(Path(settings.local_dir) / "hpo")
+    root = storage_dir or ProductEnvironment().hpo_storage or str(Path(settings.local_dir) / "hpo")
     if is_s3_uri(root):
         return root.rstrip("/")
     return str(Path(root).resolve())

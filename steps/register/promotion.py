@@ -172,8 +172,3 @@ def _previous_history(client, model_name: str, version: str) -> list[dict[str, A
         return list(json.loads(text)) if text else []
     except Exception:  # noqa: BLE001 - an unreadable history starts afresh
         return []
-
-
-def read_decisions(client, model_name: str, version: str) -> list[dict[str, Any]]:
-    """Every promotion decision recorded on a model version, oldest first."""
-    return _previous_history(client, model_name, version)
