@@ -39,11 +39,13 @@ RUN pip install --no-deps .
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="emotion-hpo-train" \
       org.opencontainers.image.description="Steps of the emotion-hpo pipeline (dvc-fetch, tokenize, hpo, register, deploy)"
-# git: DVC and the cache-key step read the data registry's git repository.
+# git: DVC and the cache-key step read the data registry's git repository. The pod's user (10001)
+# need not own it (a volume, a local run's folder), so git trusts repositories of any owner.
 # hadolint ignore=DL3008
 RUN apt-get update \
     && apt-get install -y --no-install-recommends git \
-    && rm -rf /var/lib/apt/lists/*
+    && rm -rf /var/lib/apt/lists/* \
+    && git config --system --add safe.directory '*'
 # The commit the image is built from (.github/workflows/images.yaml passes it): the code version
 # `shared.lineage` records in MLflow (an image has no .git). Building without it fails.
 ARG GIT_COMMIT

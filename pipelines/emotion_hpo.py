@@ -48,6 +48,8 @@ from hera.workflows.models import (
     ManifestFrom,
     Memoize,
     Mutex,
+    PodSecurityContext,
+    SecurityContext,
     Synchronization,
     ValueFrom,
     WorkflowTemplateRef,
@@ -63,6 +65,7 @@ from pipelines.contract_templates import (
     workflow_fields,
     wp,
 )
+from shared.pod_shape import container_security_context, pod_security_context
 from shared.step_cli import flag_name
 from steps import cache_keys as cache_key
 from steps import rayjob_manifest as rayjob
@@ -143,6 +146,7 @@ def _container(
         resources=resources,
         retry_strategy=retry(retry_limit, duration=retry_duration),
         active_deadline_seconds=deadline,
+        security_context=SecurityContext.model_validate(container_security_context(read_only_root=False)),
         **kwargs,
     )
 
@@ -447,6 +451,8 @@ def _spec_kwargs(values: Mapping[str, str]) -> dict[str, Any]:
     return {
         "entrypoint": "main",
         "service_account_name": SERVICE_ACCOUNT,
+        # every pod of the workflow as the serving and Ray pods: shared/pod_shape.py
+        "security_context": PodSecurityContext.model_validate(pod_security_context()),
         "active_deadline_seconds": 43200,
         "labels": dict(LABELS),
         "arguments": [

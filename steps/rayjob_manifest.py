@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from shared.pod_shape import container_security_context, pod_security_context
 from shared.results import atomic_write_text
 
 AWS_CLI_IMAGE = "amazon/aws-cli:2.15.0"
@@ -116,6 +117,7 @@ def build_rayjob(
         ],
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}],
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
+        "securityContext": container_security_context(read_only_root=False),
     }
     head = {
         "name": "ray-head",
@@ -128,6 +130,7 @@ def build_rayjob(
         ],
         "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "16Gi"}},
         "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}],
+        "securityContext": container_security_context(read_only_root=False),
     }
     worker = {
         "name": "ray-worker",
@@ -138,6 +141,7 @@ def build_rayjob(
             "limits": {"memory": "64Gi", "nvidia.com/gpu": "1"},
         },
         "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
+        "securityContext": container_security_context(read_only_root=False),
     }
     labels = {"app.kubernetes.io/part-of": "emotion-hpo", "workflows.argoproj.io/workflow": workflow_name}
     return {
@@ -156,7 +160,12 @@ def build_rayjob(
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": {"initContainers": [fetch], "containers": [head], "volumes": [data, shm]},
+                        "spec": {
+                            "securityContext": pod_security_context(),
+                            "initContainers": [fetch],
+                            "containers": [head],
+                            "volumes": [data, shm],
+                        },
                     },
                 },
                 "workerGroupSpecs": [
@@ -168,7 +177,11 @@ def build_rayjob(
                         "rayStartParams": {},
                         "template": {
                             "metadata": {"labels": labels},
-                            "spec": {"containers": [worker], "volumes": [shm]},
+                            "spec": {
+                                "securityContext": pod_security_context(),
+                                "containers": [worker],
+                                "volumes": [shm],
+                            },
                         },
                     }
                 ],

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipelines.local_runner.containers import EngineMissing
 from pipelines.local_runner.depends import CACHED, ERRORED, FAILED, SUCCEEDED
 from pipelines.local_runner.engine_run import ENGINES, Engine, parse_volume
 from pipelines.local_runner.environment import host_variables
@@ -37,6 +36,7 @@ from pipelines.local_runner.state import (
 from pipelines.local_runner.summary import build_summary, print_summary, write_summary
 from pipelines.local_runner.workflow import Workflow, load_workflow
 from pipelines.profiles import profile_parameters
+from shared.containers import EngineMissing
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
 TRACKING_PARAM = "mlflow-tracking-uri"

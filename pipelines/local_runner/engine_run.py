@@ -13,15 +13,17 @@ resource limits (`containers.run_argv`). Its file system:
 - each volume mount is its local folder (`pod.volume_sources`), an in-memory `emptyDir` a tmpfs;
 - `--volume SRC:DST[:ro]` adds a host folder (a base model or data outside the local dir).
 
-A container runs as the user its template's securityContext names; a template that names none runs
-as the owner of the local dir (`--user UID:GID`, as `docker run --user $(id -u)` is used), not as
-the image's USER: the steps write the local state (the SQLite store, the search's storage) and read
-the DVC registry's git repository, which git refuses to open for another user. Each attempt is a
-named container, removed at its end whatever happened (an interrupt or a deadline kills the engine
-client, not the container).
+A container runs as the user its pod's securityContext names (the workflow's spec, the template's,
+the container's, the later one winning), as on a cluster: the pod's `fsGroup` is applied to the
+folders it writes (the task's, the local dir: group-owned and group-writable, as the kubelet does
+for volumes), and the train image trusts repositories of any owner (git's `safe.directory`). A pod
+that names no user, or a runner that may not change the folders' group (not root), runs the
+container as the owner of the local dir (`--user UID:GID`, as `docker run --user $(id -u)` is
+used). Each attempt is a named container, removed at its end whatever happened (an interrupt or a
+deadline kills the engine client, not the container).
 
-Not yet in an image: the deploy step's `local` target starts the server as a daemon of its step,
-which would end with the step's container; `--on-host deploy` runs that one step as a process.
+The deploy step runs on the host (`--on-host deploy`): its `local` target starts the server as a
+daemon of the step, and its `container` target starts the serving image with the host's engine.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.local_runner.containers import engine_command, run_argv
 from pipelines.local_runner.errors import WorkflowError
+from shared.containers import engine_command, grant_fs_group, run_argv
 
 ENGINES = ("process", "podman", "docker")
 SCRIPT_PATH = "/tmp/.argo-script"  # a script template's source, in the task's /tmp mount
@@ -108,15 +110,23 @@ def step_argv(
     env: Mapping[str, str],
     volume_mounts: list[dict],
     name: str,
+    pod_security: Mapping | None = None,
 ) -> list[str]:
     """`podman run ...` of the main container: substituted command/args, its declared shape."""
     container = copy.deepcopy(dict(body))
     container["command"] = command
     container["args"] = args
-    security = dict(container.get("securityContext") or {})
-    if security.get("runAsUser") is None:
-        owner = engine.local_dir.stat()
+    security = {**(pod_security or {}), **(container.get("securityContext") or {})}
+    owner = engine.local_dir.stat()
+    writable = [Path(m["source"]) for m in volume_mounts if m["source"] is not None and not m["readOnly"]]
+    if security.get("runAsUser") is None or (
+        security["runAsUser"] != owner.st_uid
+        and not grant_fs_group(
+            writable, int(security.get("fsGroup", security.get("runAsGroup", owner.st_gid)))
+        )
+    ):
         security.update(runAsUser=owner.st_uid, runAsGroup=owner.st_gid)
+        security.pop("runAsNonRoot", None)
     container["securityContext"] = security
     container["volumeMounts"] = [
         {"mountPath": m["mountPath"], "readOnly": m["readOnly"], "name": m["mountPath"]}

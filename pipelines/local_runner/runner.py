@@ -115,6 +115,7 @@ class Runner:
             on_change=self.on_change,
             values_dir=values_dir,
             engine=engine,
+            pod_security=dict(wf.spec.get("securityContext") or {}),
             volumes={
                 **{
                     c["metadata"]["name"]: {"emptyDir": {}} for c in wf.spec.get("volumeClaimTemplates") or []

@@ -60,6 +60,7 @@ class TaskContext:
     claims_dir: Path | None = None  # persistentVolumeClaim folders (outlive runs)
     locks_dir: Path | None = None  # synchronization locks, shared by the runs of one local dir (sync.py)
     engine: engine_run.Engine | None = None  # None: steps run as processes; else in their images
+    pod_security: dict = field(default_factory=dict)  # the workflow's spec.securityContext (engines only)
 
     def changed(self, name: str) -> None:
         if callable(self.on_change):
@@ -272,8 +273,17 @@ def _in_image(
         engine, task_dir / "fs", sources, engine_run.memory_volumes(template, ctx.volumes)
     )
     name = engine_run.container_name(task)
+    pod_security = {**ctx.pod_security, **(template.get("securityContext") or {})}
     argv = engine_run.step_argv(
-        engine, body, command, args, image=image, env=env, volume_mounts=mounts, name=name
+        engine,
+        body,
+        command,
+        args,
+        image=image,
+        env=env,
+        volume_mounts=mounts,
+        name=name,
+        pod_security=pod_security,
     )
     client_env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "XDG_RUNTIME_DIR", "TMPDIR")}
     return argv, client_env, name

@@ -6,8 +6,10 @@
         --host 127.0.0.1 --serving-port 8000 --result-dir /tmp/result
     python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target kubernetes \\
         --image ghcr.io/acme/emotion-serving:1.2.3 --deploy-namespace emotion --result-dir /tmp/result
-    python -m steps.deploy status     # what the local target runs (JSON)
-    python -m steps.deploy stop       # stop the local server gracefully (`make stop`)
+    python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target container \
+        --image localhost/emotion-serving:<commit> --serving-port 8000 --result-dir /tmp/result
+    python -m steps.deploy status     # what the local and container targets run (JSON)
+    python -m steps.deploy stop       # stop them gracefully (`make stop`)
 """
 
 from __future__ import annotations
@@ -69,11 +71,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         rollout(argv[1:])
         return
     if command in ("stop", "status") and len(argv) == 1:
+        from steps.deploy.container import status_container, stop_container
         from steps.deploy.core import state_dir
         from steps.deploy.local import status_local, stop_local
 
-        action = stop_local if command == "stop" else status_local
-        print(json.dumps(action(state_dir(Settings())), indent=2))
+        folder = state_dir(Settings())
+        # the local target's report as before; the container target's under "container"
+        if command == "stop":
+            report = {**stop_local(folder), "container": stop_container(folder) or {"stopped": False}}
+        else:
+            report = {**status_local(folder), "container": status_container(folder) or {"running": False}}
+        print(json.dumps(report, indent=2))
         return
     print(__doc__, file=sys.stderr)
     sys.exit(0 if command in ("-h", "--help") else 2)

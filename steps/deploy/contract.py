@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class Target(StrEnum):
     local = "local"
+    container = "container"
     kubernetes = "kubernetes"
 
 
@@ -20,11 +21,17 @@ class DeployInput(BaseModel):
     model_uri: str = Field(
         min_length=1, description="models:/name/N, models:/name@alias, runs:/<id>/model or a model dir"
     )
-    deploy_target: Target = Field(Target.local, description="local (Gunicorn on this machine) or kubernetes")
+    deploy_target: Target = Field(
+        Target.local,
+        description=(
+            "local (Gunicorn on this machine), container (the serving image on this machine's "
+            "Podman or Docker) or kubernetes"
+        ),
+    )
     # local target
-    host: str = Field("127.0.0.1", description="local: bind address")
+    host: str = Field("127.0.0.1", description="local, container: bind address")
     serving_port: int = Field(
-        default=8000, ge=1, le=65535, description="local: the port the server listens on"
+        default=8000, ge=1, le=65535, description="local, container: the port the server listens on"
     )
     workers: int = Field(
         default=0,
@@ -36,7 +43,7 @@ class DeployInput(BaseModel):
         ),
     )
     ready_timeout_s: float = Field(
-        default=300.0, gt=0, description="local: how long a new instance may take to pass its gate"
+        default=300.0, gt=0, description="local, container: how long a new instance may take to pass its gate"
     )
     graceful_timeout_s: int = Field(
         default=30, ge=1, description="local: how long old workers may drain in-flight requests"
@@ -47,12 +54,12 @@ class DeployInput(BaseModel):
         json_schema_extra={"cli": False},  # taken from the step's own environment, not a flag
     )
     # kubernetes target
-    image: str | None = Field(None, description="kubernetes: the serving image (with its tag)")
+    image: str | None = Field(None, description="container, kubernetes: the serving image (with its tag)")
     deploy_namespace: str = Field("default", min_length=1, description="kubernetes: namespace")
     name: str = Field(
         default="emotion-serving",
         pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$",
-        description="kubernetes: Deployment/Service name",
+        description="kubernetes: Deployment/Service name (container: the rendered Deployment's)",
     )
     replicas: int = Field(default=2, ge=1, description="kubernetes: replicas")
     secret_name: str = Field(

@@ -1,6 +1,8 @@
 """The deploy step's core: `deploy(DeployInput, Settings) -> DeployResult`, for either target.
 
 - local: the serving app under Gunicorn/Uvicorn on this machine (`local.py`), health-gated rollover.
+- container: the serving image on this machine's Podman or Docker, as the Deployment's pod
+  (`container.py`), health-gated.
 - kubernetes: Deployment + Service rendered (`k8s_render.py`), server-side applied, rollout
   awaited and rolled back on failure (`k8s_apply.py`).
 """
@@ -57,6 +59,10 @@ def _deploy(inp: DeployInput, settings: Settings, kube_client: Any, cwd: Path | 
         return rollout_local(
             inp.model_copy(update={"serve_env": serve_env}), state_dir(settings), cwd or Path.cwd(), progress
         )
+    if inp.deploy_target == Target.container:
+        from steps.deploy.container import rollout_container
+
+        return rollout_container(inp, settings, state_dir(settings), progress)
     if kube_client is None:
         raise StepError("the kubernetes target needs a Kubernetes API client (kube config or in-cluster)")
     from steps.deploy.k8s_deploy import rollout_kubernetes

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.pod_shape import container_security_context, pod_security_context
+
 MODEL_VERSION_ANNOTATION = "emotion-hpo.io/model-version"
 MODEL_URI_ANNOTATION = "emotion-hpo.io/model-uri"
 FIELD_MANAGER = "emotion-deploy"
 CONTAINER_PORT = 8000
-RUN_AS_USER = 10001
 
 
 class K8sSpec(BaseModel):
@@ -86,16 +87,7 @@ def _container(spec: K8sSpec) -> dict:
             "requests": {"cpu": spec.cpu_request, "memory": spec.memory_request},
             "limits": {"cpu": spec.cpu_limit, "memory": spec.memory_limit},
         },
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_USER,
-            "runAsGroup": RUN_AS_USER,
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(read_only_root=True),
         "volumeMounts": [{"name": "cache", "mountPath": "/cache"}, {"name": "tmp", "mountPath": "/tmp"}],
     }
 
@@ -125,13 +117,7 @@ def render_deployment(spec: K8sSpec) -> dict:
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "fsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [_container(spec)],
                     "volumes": [
                         {"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}},

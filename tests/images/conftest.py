@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.local_runner.containers import EngineMissing, engine_command
+from shared.containers import EngineMissing, engine_command
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "docker" / "build-images.sh"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.local_runner import containers
+from shared import containers
 from steps.deploy.k8s_render import K8sSpec, render_deployment
 
 

@@ -2,7 +2,7 @@
 only the Deployment's volumes writable, the model pulled from an MLflow server (slow).
 
 The container's flags come from the Deployment that `steps/deploy/k8s_render.py` renders (one
-source for the pod's shape: `pipelines/local_runner/containers.py`).
+source for the pod's shape: `shared/containers.py`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import uuid
 import httpx
 import pytest
 
-from pipelines.local_runner.containers import declared_env, engine_command, run_argv
+from shared.containers import declared_env, engine_command, run_argv
 from shared.processes import free_port
 from steps.deploy.k8s_render import K8sSpec, render_deployment
 from tests.mlflow_server import running_mlflow_server

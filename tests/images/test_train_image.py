@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from pipelines.local_runner.containers import run_argv
+from shared.containers import run_argv
 from shared.processes import free_port
 
 pytestmark = pytest.mark.slow

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.local_runner import containers
+from pipelines.local_runner import engine_run
 from pipelines.local_runner.engine_run import Engine, parse_volume
 from pipelines.local_runner.errors import WorkflowError
 from pipelines.local_runner.task import TaskContext, _in_image
 from pipelines.run_local import app
+from shared import containers
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "pipelines" / "emotion-hpo.yaml"
@@ -61,8 +63,12 @@ def test_the_hpo_template_runs_in_its_image_with_its_paths_env_and_the_local_dir
     )
 
     assert argv[:4] == ["podman", "--runtime", "/usr/bin/runc", "run"] and name in argv
-    owner = local.stat()
-    assert _flag_values(argv, "--user") == [f"{owner.st_uid}:{owner.st_gid}"]  # no securityContext: the owner
+    # the pod's user (shared/pod_shape.py), the local dir and the task's folder made writable to it
+    assert _flag_values(argv, "--user") == ["10001:10001"]
+    assert "--cap-drop=ALL" in argv and "no-new-privileges" in argv
+    for folder in (local, task_dir / "fs" / "tmp", task_dir):
+        mode = folder.stat()
+        assert mode.st_gid == 10001 and mode.st_mode & stat.S_IWGRP and mode.st_mode & stat.S_ISGID, folder
     mounts = _flag_values(argv, "-v")
     assert f"{(task_dir / 'fs' / 'tmp').resolve()}:/tmp:rw" in mounts  # every artifact path is under /tmp
     assert f"{local.resolve()}:{local.resolve()}:rw" in mounts  # links and local defaults resolve inside
@@ -87,6 +93,36 @@ def test_the_hpo_template_runs_in_its_image_with_its_paths_env_and_the_local_dir
     assert argv[argv.index("--tokenized-dir") + 1] == "/tmp/inputs/tokenized"  # container paths as written
     assert "--memory" in argv  # the template's memory limit
     assert set(client_env) <= {"PATH", "HOME", "XDG_RUNTIME_DIR", "TMPDIR"}
+
+
+def test_a_runner_that_may_not_change_the_group_runs_the_pod_as_the_folders_owner(
+    podman, tmp_path, monkeypatch
+):
+    local = tmp_path / ".local"
+    task_dir = local / "runs" / "r" / "tasks" / "hpo"
+    (task_dir / "fs" / "tmp").mkdir(parents=True)
+    engine = Engine("podman", local, {}, [])
+    monkeypatch.setattr(engine_run, "grant_fs_group", lambda folders, gid: False)
+    mounts = engine_run.mounts(engine, task_dir / "fs", {}, set())
+    pod = {"runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001, "runAsNonRoot": True}
+    argv = engine_run.step_argv(
+        engine, {}, ["true"], [], image="img:1", env={}, volume_mounts=mounts, name="n", pod_security=pod
+    )
+    owner = local.stat()
+    assert _flag_values(argv, "--user") == [f"{owner.st_uid}:{owner.st_gid}"]
+
+
+def test_grant_fs_group_makes_a_tree_group_writable(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("changing a file's group to another than one's own needs root")
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f").write_text("x")
+    (tmp_path / "a" / "link").symlink_to("/etc/hostname")
+    assert containers.grant_fs_group([tmp_path / "a"], 10001)
+    for path in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "f"):
+        st = path.stat()
+        assert st.st_gid == 10001 and st.st_mode & stat.S_IWGRP, path
+    assert Path("/etc/hostname").stat().st_gid != 10001  # links are not followed
 
 
 def test_on_host_tasks_run_as_processes():

@@ -19,8 +19,10 @@ hybrid cgroups), with limits this host allows (`--ulimit`).
 
 from __future__ import annotations
 
+import os
 import resource
 import shutil
+import stat
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -79,6 +81,8 @@ def security_args(container: Mapping, pod_security: Mapping | None = None) -> li
     caps = ctx.get("capabilities") or {}
     args += [f"--cap-drop={c}" for c in caps.get("drop") or []]
     args += [f"--cap-add={c}" for c in caps.get("add") or []]
+    if ctx.get("fsGroup") is not None and ctx.get("fsGroup") != ctx.get("runAsGroup"):
+        args += ["--group-add", str(ctx["fsGroup"])]
     if ctx.get("allowPrivilegeEscalation") is False:
         args += ["--security-opt", "no-new-privileges"]
     return args
@@ -175,3 +179,34 @@ def run_argv(
     else:
         argv += [image, *list(container.get("args") or [])]
     return argv
+
+
+def grant_fs_group(folders: list[Path], gid: int) -> bool:
+    """What the kubelet does for a pod's `fsGroup`, on local folders: each file and folder is made
+    group `gid`, group-writable, folders set-gid (so what the container creates stays in the group).
+
+    A container running as the pod's user (not the folder's owner) can then write the folders it is
+    given. False when this process may not change the group (not root, not a member): the caller
+    then runs the container as the folders' owner instead."""
+    try:
+        for folder in folders:
+            _grant(Path(folder), gid)
+            for root, dirs, files in os.walk(folder):
+                for name in dirs + files:
+                    _grant(Path(root) / name, gid)
+    except PermissionError:
+        return False
+    return True
+
+
+def _grant(path: Path, gid: int) -> None:
+    st = path.lstat()
+    if stat.S_ISLNK(st.st_mode):
+        return
+    if st.st_gid != gid:
+        os.chown(path, -1, gid)
+    wanted = stat.S_IRGRP | stat.S_IWGRP | (stat.S_IXGRP | stat.S_ISGID if stat.S_ISDIR(st.st_mode) else 0)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & stat.S_IXUSR:
+        wanted |= stat.S_IXGRP
+    if st.st_mode & wanted != wanted:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | wanted)
