@@ -49,7 +49,7 @@ test: $(STAMP) lint
 test-fast: $(STAMP) lint
 	$(PY) -m pytest -m "not slow"
 
-# Both images from HEAD, tagged with it: emotion-hpo-train:<sha>, emotion-serving:<sha>
+# Both images from HEAD, tagged with it: emotion-hpo-train:<sha>, emotion-hpo-serving:<sha>
 # (docker/build-images.sh: CONTAINER_ENGINE, PYTHON_IMAGE, TORCH_WHEEL_DIR, TORCH_SPEC, TORCH_PIP_ARGS,
 # BUILD_CA_BUNDLE; without a registry the base is docker/base-image.sh's Debian stand-in).
 images:

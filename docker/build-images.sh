@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build both images from a commit, tagged with it: emotion-hpo-train:<sha> and emotion-serving:<sha>.
+# Build both images from a commit, tagged with it: emotion-hpo-train:<sha> and emotion-hpo-serving:<sha>.
 #
 #   docker/build-images.sh [COMMIT]      default: HEAD (the context is `git archive COMMIT`, so
 #                                        uncommitted changes are never baked into an image)
@@ -56,7 +56,7 @@ built=()
 for image in ${IMAGES:-train serving}; do
     case $image in
         train) name=emotion-hpo-train; extra=("${train_args[@]}") ;;
-        serving) name=emotion-serving; extra=() ;;
+        serving) name=emotion-hpo-serving; extra=() ;;
         *) echo "unknown image $image (train, serving)" >&2; exit 2 ;;
     esac
     echo "building $name:$commit from $base" >&2

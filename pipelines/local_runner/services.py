@@ -2,7 +2,8 @@
 
 With a sqlite tracking URI the steps talk to the store directly and nothing is started; with
 `--mlflow-server` the runner serves that store over HTTP (like the cluster's tracking server),
-passes the URL to the workflow and stops the server when the run ends.
+passes the URL to the workflow and stops the server when the run ends. New experiments keep their
+artifacts behind the server (`mlflow-artifacts:/`); one the store already had keeps its location.
 """
 
 from __future__ import annotations
@@ -34,7 +35,10 @@ def mlflow_server(
         "server",
         "--backend-store-uri",
         backend_uri,
-        "--default-artifact-root",
+        # artifacts through the server (mlflow-artifacts:/), as the cluster's tracking server: a
+        # container that pulls a model (the serving image) needs no mount of the host's folder
+        "--serve-artifacts",
+        "--artifacts-destination",
         str(artifacts_dir.resolve()),
         "--host",
         "127.0.0.1",

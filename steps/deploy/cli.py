@@ -7,7 +7,7 @@
     python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target kubernetes \\
         --image ghcr.io/acme/emotion-serving:1.2.3 --deploy-namespace emotion --result-dir /tmp/result
     python -m steps.deploy rollout --model-uri models:/emotion-classifier/3 --deploy-target container \
-        --image localhost/emotion-serving:<commit> --serving-port 8000 --result-dir /tmp/result
+        --image localhost/emotion-hpo-serving:<commit> --serving-port 8000 --result-dir /tmp/result
     python -m steps.deploy status     # what the local and container targets run (JSON)
     python -m steps.deploy stop       # stop them gracefully (`make stop`)
 """

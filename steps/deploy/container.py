@@ -17,7 +17,6 @@ that restart (seconds: docs/benchmarks.md, the serving container's cold start): 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
 import uuid
 from pathlib import Path
@@ -40,7 +39,6 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "container.json"
 CACHE_DIR = "container-cache"
-CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")  # the pod's Secret
 
 
 class ContainerState(BaseModel):
@@ -135,7 +133,14 @@ def _run_argv(
     )
     pod = render_deployment(spec)["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    secrets = {k: os.environ[k] for k in CREDENTIALS if os.environ.get(k)}
+    secrets = {  # what the pod's Secret holds, from the step's settings
+        name: value.get_secret_value()
+        for name, value in (
+            ("AWS_ACCESS_KEY_ID", settings.aws_access_key_id),
+            ("AWS_SECRET_ACCESS_KEY", settings.aws_secret_access_key),
+        )
+        if value is not None
+    }
     env = {
         **declared_env(container, secrets),
         **platform_env(settings),

@@ -63,6 +63,30 @@ def signal_when(
     return driver
 
 
+def tune_saved_since(storage: Path, since: float) -> bool:
+    """Tune has written its experiment state (`experiment_state-*.json` under `storage`, what a
+    resume reads) after `since` (a `time.time()`): poll this instead of sleeping for its period."""
+    for path in Path(storage).rglob("experiment_state-*.json"):
+        try:
+            if path.stat().st_mtime > since:
+                return True
+        except FileNotFoundError:  # replaced while listed
+            continue
+    return False
+
+
+class SavedAfter:
+    """A `ready()` for `signal_when`: `event()` has held, and Tune saved its state after it was seen."""
+
+    def __init__(self, event: Callable[[], bool], storage: Path):
+        self.event, self.storage, self.seen_at = event, Path(storage), None
+
+    def __call__(self) -> bool:
+        if self.seen_at is None and self.event():
+            self.seen_at = time.time()
+        return self.seen_at is not None and tune_saved_since(self.storage, self.seen_at)
+
+
 def trial_record(tracking_uri: str, experiment: str, parent_run_id: str | None = None) -> dict[tuple, dict]:
     """Per trial (by its configuration: trial ids differ between searches): status and per-epoch
     metrics; the trials of one parent run when given."""

@@ -11,7 +11,7 @@ import pytest
 
 from pipelines.local_runner.process import Attempt
 from steps.hpo.tracking import FAILED, FINISHED, KILLED, TRIAL_ID_TAG
-from tests.hpo.driver import ROOT, signal_when, step_env
+from tests.hpo.driver import ROOT, SavedAfter, signal_when, step_env
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +44,9 @@ def test_killed_search_resumes_without_rerunning_or_duplicating(
     client = MlflowClient()
 
     argv = _cli(tokenized_dir, tiny_base_model, storage, result_dir)
-    _signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log", timeout=180)
+    _signal_mid_search(
+        argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log", storage, timeout=180
+    )
     done_before: dict[str, tuple[int, int]] = {}
     before = _children(client, experiment_id)
     for run_id, run in before.items():
@@ -80,14 +82,14 @@ def _env(mlflow_settings) -> dict[str, str]:
     return step_env(mlflow_settings.mlflow_tracking_uri, mlflow_settings.mlflow_experiment_name)
 
 
-def _signal_mid_search(argv, env, client, experiment_id, sig, log: Path, timeout: float = 240):
-    """Start the step and send `sig` once a trial has ended (Tune has saved its state) and others run."""
+def _signal_mid_search(argv, env, client, experiment_id, sig, log: Path, storage: Path, timeout: float = 240):
+    """Start the step and send `sig` once a trial has ended, Tune has saved that, and others run."""
 
     def a_trial_ended() -> bool:
         statuses = [r.info.status for r in _children(client, experiment_id).values()]
         return FINISHED in statuses or KILLED in statuses
 
-    return signal_when(argv, env, a_trial_ended, sig, log, timeout=timeout, settle=3)
+    return signal_when(argv, env, SavedAfter(a_trial_ended, storage), sig, log, timeout=timeout)
 
 
 def _retried(argv, env, strategy, attempts: int = 3) -> subprocess.CompletedProcess:
@@ -124,7 +126,7 @@ def test_retried_workflow_step_continues_its_search_after_sigkill(
     client = MlflowClient()
     argv = _cli(tokenized_dir, tiny_base_model, storage, result_dir, "--workflow-uid", "wf-uid-1")
 
-    _signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log")
+    _signal_mid_search(argv, env, client, experiment_id, signal.SIGKILL, tmp_path / "1.log", storage)
     before = _children(client, experiment_id)
     done_before = {
         run_id: (run.info.end_time, len(client.get_metric_history(run_id, "val_loss")))
@@ -171,7 +173,7 @@ def test_terminated_search_marks_its_runs_killed(tokenized_dir, tiny_base_model,
         tokenized_dir, tiny_base_model, tmp_path / "hpo", tmp_path / "result", "--workflow-uid", "wf-2"
     )
     log = tmp_path / "step.log"
-    driver = _signal_mid_search(argv, env, client, experiment_id, signal.SIGTERM, log)
+    driver = _signal_mid_search(argv, env, client, experiment_id, signal.SIGTERM, log, tmp_path / "hpo")
     assert driver.returncode == 130, log.read_text()[-3000:]
     runs = client.search_runs([experiment_id], max_results=100)
     parent = [r for r in runs if r.data.tags.get("hpo_role") == "parent"]

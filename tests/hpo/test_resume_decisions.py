@@ -73,16 +73,15 @@ def _baseline(alg, tokenized_dir, tiny_base_model, space, tmp_path_factory) -> d
 POINTS = {"early": lambda total: 2, "middle": lambda total: total // 2, "late": lambda total: total - 2}
 
 
-# Six runs: each algorithm stopped early, mid-way and late, each point both by SIGINT and SIGKILL.
+# Four runs (a run costs 1-2 min here): each algorithm stopped by SIGINT and by SIGKILL, the three
+# points each covered, no point twice by the same signal.
 @pytest.mark.parametrize(
     ("alg", "sig", "point"),
     [
         ("random", signal.SIGINT, "early"),
-        ("random", signal.SIGKILL, "middle"),
-        ("random", signal.SIGINT, "late"),
-        ("optuna", signal.SIGKILL, "early"),
-        ("optuna", signal.SIGINT, "middle"),
-        ("optuna", signal.SIGKILL, "late"),
+        ("random", signal.SIGKILL, "late"),
+        ("optuna", signal.SIGKILL, "middle"),
+        ("optuna", signal.SIGINT, "late"),
     ],
     ids=lambda v: v.name.lower() if isinstance(v, signal.Signals) else v,
 )

@@ -81,3 +81,18 @@ def test_train_dockerfile_is_multistage_pinned_and_non_root():
     assert text.count("\nFROM ") >= 2
     assert "python:3.11.11-slim-bookworm" in text and ":latest" not in text
     assert "\nUSER 10001" in text
+
+
+def test_the_images_are_named_alike_by_the_build_script_the_image_ci_and_the_workflow():
+    import re
+
+    from pipelines.emotion_hpo import SERVING_IMAGE, TRAIN_IMAGE
+
+    def repository(reference: str) -> str:
+        return reference.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+
+    script = (ROOT / "docker" / "build-images.sh").read_text()
+    built = set(re.findall(r"\) name=([\w.-]+);", script))
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "images.yaml").read_text())
+    matrix = {entry["image"] for entry in ci["jobs"]["build"]["strategy"]["matrix"]["include"]}
+    assert built == matrix == {repository(TRAIN_IMAGE), repository(SERVING_IMAGE)}

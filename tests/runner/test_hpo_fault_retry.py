@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from pipelines.local_runner.services import free_port
+from tests.hpo.driver import SavedAfter
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / "pipelines" / "emotion-hpo.yaml"
@@ -80,12 +81,12 @@ def _start_runner(tmp_path, tiny_base_model, dataset_dir):
     return local, env, log, runner
 
 
-def _wait_mid_search(db: Path, runner: subprocess.Popen, log: Path) -> None:
-    """Until a trial has ended (and Tune has saved that) while the search still runs."""
+def _wait_mid_search(db: Path, runner: subprocess.Popen, log: Path, storage: Path) -> None:
+    """Until a trial has ended and Tune has saved that (what a retry resumes from), while the search runs."""
     deadline = time.monotonic() + 1500
+    saved = SavedAfter(lambda: any(s in ("FINISHED", "KILLED") for _, s, _ in _trial_runs(db)), storage)
     while time.monotonic() < deadline and runner.poll() is None:
-        if any(status in ("FINISHED", "KILLED") for _, status, _ in _trial_runs(db)):
-            time.sleep(3)  # Tune saves its experiment state every 2 s
+        if saved():
             return
         time.sleep(1)
     raise AssertionError("the search was not caught mid-way:\n" + log.read_text()[-3000:])
@@ -150,7 +151,7 @@ def test_sigkilled_hpo_step_is_retried_by_the_runner_and_continues_its_search(
     local, env, log, runner = _start_runner(tmp_path, tiny_base_model, dataset_dir)
     db = local / "mlflow.db"
     try:
-        _wait_mid_search(db, runner, log)
+        _wait_mid_search(db, runner, log, local / "hpo")
         step = _hpo_step(local)
         assert step is not None, "no hpo step process"
         done_before = _finished_trials(db)  # ended before the kill (ASHA-stopped or complete)
@@ -171,7 +172,7 @@ def test_ctrl_c_during_the_search_then_resume_keeps_every_finished_epoch(
     local, env, log, runner = _start_runner(tmp_path, tiny_base_model, dataset_dir)
     db = local / "mlflow.db"
     try:
-        _wait_mid_search(db, runner, log)
+        _wait_mid_search(db, runner, log, local / "hpo")
         done_before = _finished_trials(db)  # ended before Ctrl-C; the interrupted ones become KILLED
         runner.send_signal(signal.SIGINT)  # Ctrl-C
         runner.wait(timeout=120)
