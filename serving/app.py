@@ -104,8 +104,17 @@ def _format_validation_errors(exc: RequestValidationError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": detail or "invalid request", "errors": errors})
 
 
-def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | None = None) -> FastAPI:
-    """Build the app. `settings` defaults to the SERVE_* environment; MLFLOW_TRACKING_URI is read here."""
+def create_app(
+    settings: ServeSettings | None = None,
+    *,
+    tracking_uri: str | None = None,
+    load_before_serving: bool = False,
+) -> FastAPI:
+    """Build the app. `settings` defaults to the SERVE_* environment; MLFLOW_TRACKING_URI is read here.
+
+    `load_before_serving`: the lifespan's start-up waits for the model and fails if it cannot load,
+    for hosts that gate traffic on start-up (Ray Serve) rather than on `/ready` (Gunicorn, Kubernetes).
+    """
     settings = settings or ServeSettings()
     metrics = ServingMetrics()
     runtime = ModelRuntime(settings=settings, metrics=metrics, tracking_uri=tracking_uri or _tracking_uri())
@@ -120,6 +129,10 @@ def create_app(settings: ServeSettings | None = None, *, tracking_uri: str | Non
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         loading = asyncio.create_task(runtime.load(), name="model-load")
+        if load_before_serving:
+            await asyncio.shield(loading)
+            if not runtime.ready:
+                raise RuntimeError(runtime.reason)
         try:
             yield {DOOR_STATE_KEY: door}  # the ASGI server's protocol reads it (serving.door)
         finally:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/emotion-classifier@champion"
@@ -128,3 +128,32 @@ class ServeSettings(BaseSettings):
         ),
     )
     log_level: str = Field(default="info", description="uvicorn and app log level")
+    # Ray Serve host (serving.ray_app): the same settings scale it out
+    replicas: int = Field(
+        default=1, ge=1, description="Ray Serve: replicas (the autoscaling floor when max_replicas is higher)"
+    )
+    max_replicas: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray Serve: autoscaling ceiling on ongoing requests (unset: a fixed replica count)",
+    )
+    cpus_per_replica: float = Field(default=1.0, gt=0, description="Ray Serve: CPUs each replica reserves")
+    target_ongoing_requests: float = Field(
+        default=16.0,
+        gt=0,
+        description="Ray Serve: ongoing requests per replica the autoscaler aims at (one batch's worth)",
+    )
+    max_ongoing_requests: int = Field(
+        default=256,
+        ge=1,
+        description=(
+            "Ray Serve: requests one replica holds at once; high, so requests reach the replica's batcher "
+            "and admission (503 + Retry-After) instead of waiting unseen in Ray's router"
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> ServeSettings:
+        if self.max_replicas is not None and self.max_replicas < self.replicas:
+            raise ValueError(f"max_replicas ({self.max_replicas}) is below replicas ({self.replicas})")
+        return self

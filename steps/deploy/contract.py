@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,6 +12,7 @@ class Target(StrEnum):
     local = "local"
     container = "container"
     kubernetes = "kubernetes"
+    ray_serve = "ray-serve"
 
 
 class DeployInput(BaseModel):
@@ -25,13 +27,16 @@ class DeployInput(BaseModel):
         Target.local,
         description=(
             "local (Gunicorn on this machine), container (the serving image on this machine's "
-            "Podman or Docker) or kubernetes"
+            "Podman or Docker), kubernetes (a Deployment) or ray-serve (a running Ray cluster's Serve)"
         ),
     )
     # local target
-    host: str = Field("127.0.0.1", description="local, container: bind address")
+    host: str = Field("127.0.0.1", description="local, container, ray-serve (its proxy): bind address")
     serving_port: int = Field(
-        default=8000, ge=1, le=65535, description="local, container: the port the server listens on"
+        default=8000,
+        ge=1,
+        le=65535,
+        description="local, container, ray-serve (its proxy, when this deploy starts Serve): listening port",
     )
     workers: int = Field(
         default=0,
@@ -43,7 +48,9 @@ class DeployInput(BaseModel):
         ),
     )
     ready_timeout_s: float = Field(
-        default=300.0, gt=0, description="local, container: how long a new instance may take to pass its gate"
+        default=300.0,
+        gt=0,
+        description="local, container, ray-serve: how long a new instance may take to pass its gate",
     )
     graceful_timeout_s: int = Field(
         default=30, ge=1, description="local: how long old workers may drain in-flight requests"
@@ -65,6 +72,16 @@ class DeployInput(BaseModel):
     secret_name: str = Field(
         "emotion-mlflow-credentials",
         description="kubernetes: Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
+    )
+    # ray-serve target
+    ray_dashboard_url: str = Field(
+        default="http://127.0.0.1:8265",
+        pattern=r"^https?://",
+        description="ray-serve: the cluster's dashboard (Ray Serve's REST deploy API)",
+    )
+    ray_proxy_location: Literal["HeadOnly", "EveryNode"] = Field(
+        default="HeadOnly",
+        description="ray-serve: where Serve runs HTTP proxies when this deploy starts Serve",
     )
     rollout_timeout_s: float = Field(
         default=600.0, gt=0, description="kubernetes: how long the rollout may take"

@@ -3,6 +3,8 @@
 - local: the serving app under Gunicorn/Uvicorn on this machine (`local.py`), health-gated rollover.
 - container: the serving image on this machine's Podman or Docker, as the Deployment's pod
   (`container.py`), health-gated.
+- ray-serve: the app as a Ray Serve application on a running Ray cluster (`ray_serve.py`),
+  surged and health-gated, the previous config restored on failure.
 - kubernetes: Deployment + Service rendered (`k8s_render.py`), server-side applied, rollout
   awaited and rolled back on failure (`k8s_apply.py`).
 """
@@ -63,6 +65,10 @@ def _deploy(inp: DeployInput, settings: Settings, kube_client: Any, cwd: Path | 
         from steps.deploy.container import rollout_container
 
         return rollout_container(inp, settings, state_dir(settings), progress)
+    if inp.deploy_target == Target.ray_serve:
+        from steps.deploy.ray_serve import rollout_ray_serve
+
+        return rollout_ray_serve(inp, settings, progress)
     if kube_client is None:
         raise StepError("the kubernetes target needs a Kubernetes API client (kube config or in-cluster)")
     from steps.deploy.k8s_deploy import rollout_kubernetes

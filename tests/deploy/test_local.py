@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,26 +22,7 @@ from shared.processes import free_port, port_is_free
 from steps.deploy import procs
 from steps.deploy.local import status_local, stop_local
 from steps.deploy.state import ServingState, load_state, save_state
-
-ROOT = Path(__file__).resolve().parents[2]
-MODEL = "emotion-classifier"
-
-
-@pytest.fixture(scope="module")
-def registry(tiny_model_dir: Path, tmp_path_factory) -> str:
-    """A SQLite MLflow registry with versions 1, 2 (good) and 3 (corrupted model.safetensors)."""
-    from mlflow import MlflowClient
-
-    root = tmp_path_factory.mktemp("deploy-registry")
-    for name in ("v1", "v2", "broken"):
-        shutil.copytree(tiny_model_dir, root / name)
-    (root / "broken" / "model.safetensors").write_bytes(b"\x00not a safetensors file" * 64)
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    client.create_registered_model(MODEL)
-    for name in ("v1", "v2", "broken"):
-        client.create_model_version(MODEL, source=str(root / name))
-    return uri
+from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
 
 
 @pytest.fixture
@@ -97,40 +76,6 @@ def _predict_version(url: str) -> str:
     response = httpx.post(f"{url}/predict", json={"texts": ["i am so happy"]}, timeout=30)
     assert response.status_code == 200, response.text
     return response.json()["model_version"]
-
-
-class LoadGenerator:
-    """Threads that keep POSTing /predict (a fresh connection per request) and record every outcome."""
-
-    def __init__(self, url: str, threads: int = 4) -> None:
-        self.url, self.results, self._stop = url, [], threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
-
-    def _run(self) -> None:
-        limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(timeout=120, limits=limits) as http:
-            while not self._stop.is_set():
-                try:
-                    response = http.post(f"{self.url}/predict", json={"texts": ["what a lovely day"]})
-                    outcome = (
-                        response.json()["model_version"]
-                        if response.status_code == 200
-                        else (f"HTTP {response.status_code}: {response.text[:200]}")
-                    )
-                    ok = response.status_code == 200
-                except httpx.HTTPError as exc:
-                    outcome, ok = f"{exc.__class__.__name__}: {exc}", False
-                self.results.append((time.monotonic(), ok, outcome))
-
-    def __enter__(self) -> LoadGenerator:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join()
 
 
 @pytest.mark.slow
