@@ -1,11 +1,12 @@
-"""Offline validators: Argo's JSON schema (v4.1.2) and the KubeRay RayJob CRD (ray.io/v1), strict.
+"""Offline validators: Argo's JSON schema (v4.1.2) and KubeRay's RayJob and RayService CRDs, strict.
 
 - Argo: validate against the kind's definition, not the root `oneOf` (whose only error says nothing);
   `IntOrString` accepts ints as Argo itself does (the saved schema says string only); and
   `additionalProperties: false` is added to every object definition so typos such as
   `retryStrategy.limt` fail instead of passing silently.
-- RayJob: the CRD's v1 `openAPIV3Schema`, strict the same way except where the CRD marks
-  `x-kubernetes-preserve-unknown-fields`.
+- KubeRay (RayJob, RayService): the CRD's v1 (storage) `openAPIV3Schema`, strict the same way
+  except where the CRD marks `x-kubernetes-preserve-unknown-fields`. The CRDs' CEL rules
+  (`x-kubernetes-validations`) and the operator's own checks are not run here.
 
 The schemas ship with the repo (pipelines/schemas/, verbatim copies; see its README); set
 EMOTION_SCHEMAS_DIR to validate against another copy with the same layout.
@@ -103,19 +104,42 @@ def _strict_crd(node: Any) -> Any:
     return node
 
 
-@functools.lru_cache(maxsize=1)
-def rayjob_validator() -> Draft7Validator:
-    crd = yaml.safe_load((schemas_dir() / "kuberay" / "ray.io_rayjobs.yaml").read_text())
-    version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
+# The vendored KubeRay CRD of each kind (pipelines/schemas/kuberay/, one KubeRay release).
+KUBERAY_CRDS = {"RayJob": "ray.io_rayjobs.yaml", "RayService": "ray.io_rayservices.yaml"}
+KUBERAY_API_VERSION = "ray.io/v1"
+
+
+@functools.lru_cache(maxsize=len(KUBERAY_CRDS))
+def kuberay_validator(kind: str) -> Draft7Validator:
+    """A strict validator for a KubeRay kind: the schema of its CRD's served storage version (v1)."""
+    crd = yaml.safe_load((schemas_dir() / "kuberay" / KUBERAY_CRDS[kind]).read_text())
+    version = next(v for v in crd["spec"]["versions"] if v.get("served") and v.get("storage"))
+    if f"{crd['spec']['group']}/{version['name']}" != KUBERAY_API_VERSION:  # another KubeRay release
+        raise ValueError(f"{KUBERAY_CRDS[kind]} stores {version['name']}, not {KUBERAY_API_VERSION}")
     return Draft7Validator(_strict_crd(version["schema"]["openAPIV3Schema"]))
+
+
+def kuberay_errors(manifest: dict[str, Any], kind: str) -> list[str]:
+    """Errors of a `kind` manifest (RayJob, RayService) against the KubeRay v1 CRD (strict); [] when valid."""
+    errors = []
+    if manifest.get("apiVersion") != KUBERAY_API_VERSION or manifest.get("kind") != kind:
+        errors.append(
+            f"<root>: expected apiVersion {KUBERAY_API_VERSION}, kind {kind}; got "
+            f"{manifest.get('apiVersion')!r}, {manifest.get('kind')!r}"
+        )
+    return errors + _format(kuberay_validator(kind).iter_errors(manifest))
+
+
+def rayjob_validator() -> Draft7Validator:
+    """The RayJob CRD's validator (`kuberay_validator("RayJob")`)."""
+    return kuberay_validator("RayJob")
 
 
 def rayjob_errors(manifest: dict[str, Any]) -> list[str]:
     """Errors of a RayJob manifest against the KubeRay v1 CRD (strict); [] when valid."""
-    errors = []
-    if manifest.get("apiVersion") != "ray.io/v1" or manifest.get("kind") != "RayJob":
-        errors.append(
-            f"<root>: expected apiVersion ray.io/v1, kind RayJob; got {manifest.get('apiVersion')!r}, "
-            f"{manifest.get('kind')!r}"
-        )
-    return errors + _format(rayjob_validator().iter_errors(manifest))
+    return kuberay_errors(manifest, "RayJob")
+
+
+def rayservice_errors(manifest: dict[str, Any]) -> list[str]:
+    """Errors of a RayService manifest against the KubeRay v1 CRD (strict); [] when valid."""
+    return kuberay_errors(manifest, "RayService")

@@ -39,7 +39,9 @@ SUCCESS_CONDITION = "status.jobDeploymentStatus == Complete, status.jobStatus ==
 FAILURE_CONDITION = "status.jobDeploymentStatus in (Failed, ValidationFailed), status.jobStatus == STOPPED"
 
 
-def _env(values: dict[str, str]) -> list[dict[str, Any]]:
+def cluster_env(values: dict[str, str]) -> list[dict[str, Any]]:
+    """`values` as literals, then the S3 credentials (Secret) and endpoint (ConfigMap) by reference:
+    what every Ray pod of the product (this RayJob's, the serving RayService's) gets."""
     env: list[dict[str, Any]] = [{"name": k, "value": v} for k, v in values.items()]
     env += [
         {"name": key, "valueFrom": {"secretKeyRef": {"name": S3_SECRET, "key": key, "optional": True}}}
@@ -54,6 +56,65 @@ def _env(values: dict[str, str]) -> list[dict[str, Any]]:
         }
     )
     return env
+
+
+def ray_container(
+    name: str,
+    image: str,
+    env: list[dict[str, Any]],
+    resources: dict[str, Any],
+    *,
+    ports: list[dict[str, Any]] | None = None,
+    volume_mounts: list[dict[str, Any]] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A Ray head or worker container in the product's pod shape. Its root stays writable: Ray writes
+    its session files under /tmp and beside its own package. `fields` go in as given (envFrom, probes)."""
+    container: dict[str, Any] = {"name": name, "image": image, "env": env}
+    if ports:
+        container["ports"] = ports
+    container["resources"] = resources
+    if volume_mounts:
+        container["volumeMounts"] = volume_mounts
+    container.update(fields)
+    container["securityContext"] = container_security_context(read_only_root=False)
+    return container
+
+
+def ray_pod_template(
+    labels: dict[str, str],
+    containers: list[dict[str, Any]],
+    *,
+    volumes: list[dict[str, Any]] | None = None,
+    init_containers: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The pod template of a Ray group (head or workers): the product's pod security context."""
+    spec: dict[str, Any] = {"securityContext": pod_security_context()}
+    if init_containers:
+        spec["initContainers"] = init_containers
+    spec["containers"] = containers
+    if volumes:
+        spec["volumes"] = volumes
+    return {"metadata": {"labels": labels}, "spec": spec}
+
+
+def worker_group(
+    group_name: str,
+    template: dict[str, Any],
+    *,
+    min_replicas: int,
+    max_replicas: int,
+    ray_start_params: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A `workerGroupSpecs` entry starting at `min_replicas` pods (the autoscaler, when on, moves it)."""
+    return {
+        "groupName": group_name,
+        "replicas": min_replicas,
+        "minReplicas": min_replicas,
+        "maxReplicas": max_replicas,
+        "rayStartParams": ray_start_params or {},
+        "template": template,
+    }
 
 
 def build_rayjob(
@@ -91,7 +152,7 @@ def build_rayjob(
     )
     shm = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "8Gi"}}
     data = {"name": "data", "emptyDir": {}}
-    env = _env({**lineage_env, "ARGO_WORKFLOW_UID": workflow_uid})
+    env = cluster_env({**lineage_env, "ARGO_WORKFLOW_UID": workflow_uid})
     fetch = {
         "name": "fetch-inputs",
         "image": AWS_CLI_IMAGE,
@@ -119,30 +180,28 @@ def build_rayjob(
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
         "securityContext": container_security_context(read_only_root=False),
     }
-    head = {
-        "name": "ray-head",
-        "image": image,
-        "env": env,
-        "ports": [
+    head = ray_container(
+        "ray-head",
+        image,
+        env,
+        {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "16Gi"}},
+        ports=[
             {"containerPort": 6379, "name": "gcs"},
             {"containerPort": 8265, "name": "dashboard"},
             {"containerPort": 10001, "name": "client"},
         ],
-        "resources": {"requests": {"cpu": "4", "memory": "16Gi"}, "limits": {"memory": "16Gi"}},
-        "volumeMounts": [{"name": "data", "mountPath": DATA_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}],
-        "securityContext": container_security_context(read_only_root=False),
-    }
-    worker = {
-        "name": "ray-worker",
-        "image": image,
-        "env": env,
-        "resources": {
+        volume_mounts=[{"name": "data", "mountPath": DATA_DIR}, {"name": "dshm", "mountPath": "/dev/shm"}],
+    )
+    worker = ray_container(
+        "ray-worker",
+        image,
+        env,
+        {
             "requests": {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "1"},
             "limits": {"memory": "64Gi", "nvidia.com/gpu": "1"},
         },
-        "volumeMounts": [{"name": "dshm", "mountPath": "/dev/shm"}],
-        "securityContext": container_security_context(read_only_root=False),
-    }
+        volume_mounts=[{"name": "dshm", "mountPath": "/dev/shm"}],
+    )
     labels = {"app.kubernetes.io/part-of": "emotion-hpo", "workflows.argoproj.io/workflow": workflow_name}
     return {
         "apiVersion": "ray.io/v1",
@@ -158,32 +217,17 @@ def build_rayjob(
             "rayClusterSpec": {
                 "headGroupSpec": {
                     "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
-                    "template": {
-                        "metadata": {"labels": labels},
-                        "spec": {
-                            "securityContext": pod_security_context(),
-                            "initContainers": [fetch],
-                            "containers": [head],
-                            "volumes": [data, shm],
-                        },
-                    },
+                    "template": ray_pod_template(
+                        labels, [head], volumes=[data, shm], init_containers=[fetch]
+                    ),
                 },
                 "workerGroupSpecs": [
-                    {
-                        "groupName": "gpu",
-                        "replicas": gpu_workers,
-                        "minReplicas": gpu_workers,
-                        "maxReplicas": gpu_workers,
-                        "rayStartParams": {},
-                        "template": {
-                            "metadata": {"labels": labels},
-                            "spec": {
-                                "securityContext": pod_security_context(),
-                                "containers": [worker],
-                                "volumes": [shm],
-                            },
-                        },
-                    }
+                    worker_group(
+                        "gpu",
+                        ray_pod_template(labels, [worker], volumes=[shm]),
+                        min_replicas=gpu_workers,
+                        max_replicas=gpu_workers,
+                    )
                 ],
             },
         },

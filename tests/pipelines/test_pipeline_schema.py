@@ -121,7 +121,8 @@ def test_vendored_schemas_are_the_recorded_upstream_files():
             if path.exists():
                 assert file_sha256(path) == sha, path
                 checked.append(name)
-    assert sorted(checked) == ["ray.io_rayjobs.yaml", "schema.json", "swagger.json"]
+    kuberay = ["ray.io_rayjobs.yaml", "ray.io_rayservices.yaml"]
+    assert sorted(checked) == [*kuberay, "schema.json", "swagger.json"]
 
 
 def test_schemas_dir_defaults_to_the_vendored_copy_and_honours_the_override(monkeypatch, tmp_path):
