@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 
 from shared.processes import free_port, terminate_group
 from tests.mlflow_server import MlflowServer, MlflowServerOptions, running_mlflow_server
+from tests.ray_nodes import NODE_MEMORY, node_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_SERVER_SCRIPT = Path(__file__).with_name("s3_server.py")
@@ -167,21 +167,6 @@ def step_runner(pipeline_env: dict[str, str], tmp_path_factory) -> StepRunner:
     return StepRunner(tmp_path_factory.mktemp("step-logs"), pipeline_env)
 
 
-NODE_MEMORY = {"object_store_memory": 100 * 1024**2}
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """os.environ with `values` while Ray node processes are spawned (they inherit it), then back."""
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-
-
 @dataclass
 class RayCluster:
     """A multi-node Ray cluster on this machine (`ray.cluster_utils.Cluster`)."""
@@ -195,7 +180,7 @@ class RayCluster:
 
     def add_node(self, num_cpus: int = 1):
         """Another worker node, with the same environment as the others."""
-        with _environment(self.node_env):
+        with node_environment(self.node_env):
             node = self.cluster.add_node(num_cpus=num_cpus, **NODE_MEMORY)
         self.cluster.wait_for_nodes()
         return node
@@ -214,7 +199,7 @@ def ray_cluster(pipeline_env: dict[str, str]) -> Iterator[RayCluster]:
 
     node_env = {k: v for k, v in pipeline_env.items() if os.environ.get(k) != v}
     dashboard_port = free_port()
-    with _environment(node_env):
+    with node_environment(node_env):
         cluster = Cluster(
             initialize_head=True,
             connect=False,

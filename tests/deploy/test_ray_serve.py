@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,21 +21,11 @@ import pytest
 
 from shared.processes import free_port
 from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
+from tests.ray_nodes import NODE_MEMORY, node_environment
 
 pytestmark = pytest.mark.slow
 
 TEXTS = ["i am so happy today", "this makes me furious", "i feel a little scared of the dark"]
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    saved = dict(os.environ)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 @dataclass
@@ -83,17 +72,16 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
         "HF_HUB_OFFLINE": "1",
     }
     dashboard_port = free_port()
-    memory = {"object_store_memory": 100 * 1024**2}
-    with _environment(node_env):
+    with node_environment(node_env):
         cluster = Cluster(
             initialize_head=True,
             connect=False,
             head_node_args={
                 "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                "dashboard_port": dashboard_port, **memory,
+                "dashboard_port": dashboard_port, **NODE_MEMORY,
             },
         )  # fmt: skip
-        nodes = [cluster.add_node(num_cpus=2, **memory) for _ in range(2)]
+        nodes = [cluster.add_node(num_cpus=2, **NODE_MEMORY) for _ in range(2)]
     cluster.wait_for_nodes()
     port = free_port()
     env = {
