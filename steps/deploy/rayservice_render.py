@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from serving import ray_app
+from serving import ray_app, ray_proxy
 from serving.settings import ServeSettings
 from steps.rayjob_manifest import cluster_env, ray_container, ray_pod_template, worker_group
 
@@ -30,6 +30,8 @@ IMPORT_PATH = f"{ray_app.__name__}:{ray_app.app_builder.__name__}"
 OWN_ARGS = ("model_uri", "replicas", "max_replicas", "cpus_per_replica")
 # Ray Serve's proxy health endpoint (what KubeRay's own worker readiness check asks)
 PROXY_HEALTH_PATH = "/-/healthz"
+# every pod runs a proxy (EveryNode); each resends a request whose replica died (serving.ray_proxy)
+PROXY_ENV = {ray_proxy.PROXY_CALLBACK_ENV: ray_proxy.PROXY_CALLBACK}
 
 
 class RayServiceSpec(BaseModel):
@@ -105,7 +107,7 @@ def render_rayservice(spec: RayServiceSpec) -> dict[str, Any]:
     head = ray_container(
         "ray-head",
         spec.image,
-        cluster_env({}),
+        cluster_env(PROXY_ENV),
         {
             "requests": {"cpu": spec.head_cpu, "memory": spec.head_memory},
             "limits": {"memory": spec.head_memory},
@@ -122,7 +124,7 @@ def render_rayservice(spec: RayServiceSpec) -> dict[str, Any]:
     worker = ray_container(
         "ray-worker",
         spec.image,
-        cluster_env({}),
+        cluster_env(PROXY_ENV),
         {"requests": worker_resources, "limits": worker_resources},  # Ray counts the limit's CPUs
         ports=[serve_port],
         envFrom=env_from,

@@ -15,8 +15,9 @@ MODEL = "emotion-classifier"
 class LoadGenerator:
     """Threads that keep POSTing /predict (a fresh connection per request) and record every outcome."""
 
-    def __init__(self, url: str, threads: int = 4) -> None:
+    def __init__(self, url: str, threads: int = 4, texts: list[str] | None = None) -> None:
         self.url, self.results, self._stop = url, [], threading.Event()
+        self.texts = texts or ["what a lovely day"]
         self._threads = [threading.Thread(target=self._run) for _ in range(threads)]
 
     def _run(self) -> None:
@@ -24,7 +25,7 @@ class LoadGenerator:
         with httpx.Client(timeout=120, limits=limits) as http:
             while not self._stop.is_set():
                 try:
-                    response = http.post(f"{self.url}/predict", json={"texts": ["what a lovely day"]})
+                    response = http.post(f"{self.url}/predict", json={"texts": self.texts})
                     outcome = (
                         response.json()["model_version"]
                         if response.status_code == 200

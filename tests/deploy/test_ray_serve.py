@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from shared.processes import free_port
 from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
 from tests.ray_nodes import NODE_MEMORY, node_environment
@@ -70,6 +72,9 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
         "MLFLOW_TRACKING_URI": registry,
         "SERVE_CACHE_DIR": str(tmp / "cache"),
         "HF_HUB_OFFLINE": "1",
+        # every proxy resends a request whose replica died (serving.ray_proxy), as the RayService sets
+        PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+        "PYTHONPATH": str(ROOT),
     }
     dashboard_port = free_port()
     with node_environment(node_env):
@@ -182,6 +187,33 @@ def _outcomes(load: LoadGenerator) -> dict[str, int]:
     for _, _, outcome in load.results:
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
+
+
+def test_a_replica_killed_under_load_loses_no_request(serving_v1: ServeCluster):
+    before = {r["replica_id"]: r for r in serving_v1.replicas() if r["state"] == "RUNNING"}
+    assert len(before) == 2
+    victim = next(iter(before.values()))
+    # full requests of long texts: each takes long enough that the victim is always running some
+    long_text = " ".join(["i could not sleep because i was so worried about tomorrow"] * 12)
+    with LoadGenerator(serving_v1.serve_url, texts=[long_text] * 16) as load:
+        while len(load.results) < 20:
+            time.sleep(0.05)
+        os.kill(victim["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        deadline = killed + 180
+        while time.monotonic() < deadline:  # Serve starts a replacement
+            running = {r["replica_id"] for r in serving_v1.replicas() if r["state"] == "RUNNING"}
+            if len(running) == 2 and victim["replica_id"] not in running:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"no replacement replica within 180 s: {serving_v1.replicas()}")
+        replaced = time.monotonic()
+        while sum(t > replaced for t, _, _ in load.results) < 20:
+            time.sleep(0.05)
+    failures = [r for r in load.results if not r[1] and not r[2].startswith("HTTP 503: ")]
+    assert failures == [], (failures[:5], _outcomes(load))
+    assert sum(t > killed for t, ok, _ in load.results if ok) >= 20, _outcomes(load)
 
 
 def test_upgrade_under_load_drops_no_request_and_a_broken_model_keeps_the_old_one(
