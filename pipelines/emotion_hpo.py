@@ -368,6 +368,7 @@ def deploy_template() -> Container:
         "model_uri": "{{inputs.parameters.model-uri}}",
         **workflow_fields(DeployInput, "deploy_target", "serving_port", "deploy_namespace"),
         "image": SERVING_IMAGE,
+        "ray_image": TRAIN_IMAGE,  # deploy-target rayservice: its Ray pods need Ray Serve
     }
     return _container(
         "deploy",

@@ -124,6 +124,24 @@ def _user_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if not k.startswith("mlflow.")}
 
 
+LOCAL_VERSION = "local"
+
+
+def run_version(run_id: str) -> str:
+    """The version a server reports for a model logged by a run (`runs:/<run_id>/...`)."""
+    return f"run-{run_id[:12]}"
+
+
+def reported_version(model_uri: str) -> str | None:
+    """The model_version `/ready` will report for `model_uri`, when it needs no registry lookup:
+    `run-<id>` for runs:/, `local` for a directory; None for models:/ (the registry's number)."""
+    if _MODELS_URI.match(model_uri):
+        return None
+    if match := _RUNS_URI.match(model_uri):
+        return run_version(match["run_id"])
+    return LOCAL_VERSION
+
+
 def resolve_model(model_uri: str, cache_dir: Path, tracking_uri: str | None = None) -> ResolvedModel:
     """Resolve a model URI to a local model directory plus its version, run id and lineage."""
     cache_dir = Path(cache_dir)
@@ -138,7 +156,9 @@ def resolve_model(model_uri: str, cache_dir: Path, tracking_uri: str | None = No
         raise ModelLoadError(f"cannot resolve {model_uri}: {exc.__class__.__name__}: {exc}") from exc
     path = Path(model_uri).expanduser()
     if path.is_dir():
-        return ResolvedModel(model_uri=model_uri, model_dir=_find_model_dir(path), model_version="local")
+        return ResolvedModel(
+            model_uri=model_uri, model_dir=_find_model_dir(path), model_version=LOCAL_VERSION
+        )
     raise ModelLoadError(
         f"model URI {model_uri!r} is not models:/<name>@<alias>, models:/<name>/<version>, "
         "runs:/<run_id>/<path> or an existing directory"
@@ -189,7 +209,7 @@ def _resolve_run(model_uri: str, match: re.Match, cache_dir: Path, tracking_uri:
     return ResolvedModel(
         model_uri=model_uri,
         model_dir=_find_model_dir(local),
-        model_version=f"run-{run_id[:12]}",
+        model_version=run_version(run_id),
         run_id=run_id,
         lineage=_user_tags(dict(run.data.tags)),
     )

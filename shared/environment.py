@@ -115,6 +115,14 @@ class PlatformEnvironment(BaseSettings):
     kubernetes_service_host: str | None = _env(
         "KUBERNETES_SERVICE_HOST", None, "set in a pod: deploy uses the in-cluster config"
     )
+    ray_auth_token: str | None = _env(
+        "RAY_AUTH_TOKEN",
+        None,
+        "deploy target ray-serve: the token of a Ray cluster with token authentication (RAY_AUTH_MODE=token)",
+    )
+    ray_auth_token_path: str | None = _env(
+        "RAY_AUTH_TOKEN_PATH", None, "see RAY_AUTH_TOKEN: a file holding it (else ~/.ray/auth_token, if any)"
+    )
     git_commit: str | None = _env(
         "GIT_COMMIT", None, "the code's commit, baked into the images; else read from the checkout"
     )

@@ -1,7 +1,8 @@
 """The pod's shape, written once: the security contexts every pod of the product runs with.
 
 The workflow's step pods (`pipelines/emotion_hpo.py`), the serving Deployment
-(`steps/deploy/k8s_render.py`), the RayJob's head and worker pods (`steps/rayjob_manifest.py`) and
+(`steps/deploy/k8s_render.py`), the RayJob's head and worker pods (`steps/rayjob_manifest.py`), the
+serving RayService's pods (`steps/deploy/rayservice_render.py`, through the RayJob's helpers) and
 the local container runs (`shared/containers.py`, through those manifests) all take them from here.
 Both images create the user `app` with this uid and gid.
 """

@@ -57,7 +57,7 @@ def rollout(argv: Sequence[str]) -> None:
 
     def core(inp: DeployInput):
         inp = inp.model_copy(update={"serve_env": _serve_env_from_environment()})
-        kube = _kube_client() if inp.deploy_target == Target.kubernetes else None
+        kube = _kube_client() if inp.deploy_target in (Target.kubernetes, Target.rayservice) else None
         return deploy(inp, Settings(), kube_client=kube, progress=Progress.from_env(unit="rollout phases"))
 
     result = run_cli("deploy", DeployInput, core, argv, prog=f"{PROG} rollout")

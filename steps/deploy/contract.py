@@ -13,6 +13,7 @@ class Target(StrEnum):
     container = "container"
     kubernetes = "kubernetes"
     ray_serve = "ray-serve"
+    rayservice = "rayservice"
 
 
 class DeployInput(BaseModel):
@@ -27,7 +28,8 @@ class DeployInput(BaseModel):
         Target.local,
         description=(
             "local (Gunicorn on this machine), container (the serving image on this machine's "
-            "Podman or Docker), kubernetes (a Deployment) or ray-serve (a running Ray cluster's Serve)"
+            "Podman or Docker), kubernetes (a Deployment), ray-serve (a running Ray cluster's Serve) "
+            "or rayservice (a KubeRay RayService)"
         ),
     )
     # local target
@@ -62,13 +64,21 @@ class DeployInput(BaseModel):
     )
     # kubernetes target
     image: str | None = Field(None, description="container, kubernetes: the serving image (with its tag)")
-    deploy_namespace: str = Field("default", min_length=1, description="kubernetes: namespace")
+    ray_image: str | None = Field(
+        None, description="rayservice: the Ray pods' image, with Ray Serve and serving/ (the train image)"
+    )
+    deploy_namespace: str = Field("default", min_length=1, description="kubernetes, rayservice: namespace")
     name: str = Field(
         default="emotion-serving",
         pattern=r"^[a-z0-9]([-a-z0-9]{0,40}[a-z0-9])?$",
-        description="kubernetes: Deployment/Service name (container: the rendered Deployment's)",
+        description=(
+            "kubernetes: Deployment/Service name (container: the rendered Deployment's); "
+            "rayservice: the RayService's"
+        ),
     )
-    replicas: int = Field(default=2, ge=1, description="kubernetes: replicas")
+    replicas: int = Field(
+        default=2, ge=1, description="kubernetes: replicas; rayservice: Serve replicas at least"
+    )
     secret_name: str = Field(
         "emotion-mlflow-credentials",
         description="kubernetes: Secret with AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY",
@@ -84,7 +94,7 @@ class DeployInput(BaseModel):
         description="ray-serve: where Serve runs HTTP proxies when this deploy starts Serve",
     )
     rollout_timeout_s: float = Field(
-        default=600.0, gt=0, description="kubernetes: how long the rollout may take"
+        default=600.0, gt=0, description="kubernetes, rayservice: how long the rollout may take"
     )
 
 

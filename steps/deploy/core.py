@@ -5,6 +5,9 @@
   (`container.py`), health-gated.
 - ray-serve: the app as a Ray Serve application on a running Ray cluster (`ray_serve.py`),
   surged and health-gated, the previous config restored on failure.
+- rayservice: a KubeRay RayService running the same Ray Serve application
+  (`rayservice_render.py`), applied and awaited, the previous spec applied again on failure
+  (`rayservice_apply.py`).
 - kubernetes: Deployment + Service rendered (`k8s_render.py`), server-side applied, rollout
   awaited and rolled back on failure (`k8s_apply.py`).
 """
@@ -70,7 +73,13 @@ def _deploy(inp: DeployInput, settings: Settings, kube_client: Any, cwd: Path | 
 
         return rollout_ray_serve(inp, settings, progress)
     if kube_client is None:
-        raise StepError("the kubernetes target needs a Kubernetes API client (kube config or in-cluster)")
+        raise StepError(
+            f"the {inp.deploy_target.value} target needs a Kubernetes API client (kube config or in-cluster)"
+        )
+    if inp.deploy_target == Target.rayservice:
+        from steps.deploy.rayservice_apply import rollout_rayservice
+
+        return rollout_rayservice(inp, settings, kube_client, progress=progress)
     from steps.deploy.k8s_deploy import rollout_kubernetes
 
     return rollout_kubernetes(inp, settings, kube_client, progress=progress)

@@ -14,12 +14,14 @@ the previous config is submitted again: the old replicas, still running, keep se
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import httpx
 from ray.serve.schema import ServeApplicationSchema, ServeDeploySchema, ServeInstanceDetails
 
+from serving.model_loader import reported_version
 from serving.ray_app import APP_NAME
 from shared.errors import StepError, TransientError
 from shared.progress import NO_PROGRESS, Progress
@@ -33,6 +35,7 @@ API_PATH = "/api/serve/applications/"
 SERVE_PREFIX = "SERVE_"
 # how many gate probes in a row must see the new version (they land on random replicas)
 CONFIRMATIONS = 3
+DEFAULT_TOKEN_PATH = "~/.ray/auth_token"  # where `ray start` / `ray get-auth-token --generate` keep it
 
 
 def serve_args(model_uri: str, serve_env: dict[str, str]) -> dict[str, str]:
@@ -62,6 +65,7 @@ def rollout_ray_serve(
     api = inp.ray_dashboard_url.rstrip("/") + API_PATH
     url = endpoint_url(inp)
     model_uri, version = resolve_model_version(inp.model_uri, settings.mlflow_tracking_uri)
+    version = reported_version(model_uri) or version  # what the replicas' /ready will say
     current = read_instance(api)
     previous = _running_config(current)
     progress.status(f"submitting {model_uri} to Ray Serve at {inp.ray_dashboard_url}")
@@ -98,11 +102,39 @@ def endpoint_url(inp: DeployInput) -> str:
     return f"http://{host}:{inp.serving_port}"
 
 
+def auth_headers() -> dict[str, str]:
+    """The bearer token of a cluster with Ray's token authentication, found where Ray's own clients
+    look (docs.ray.io, ray-security/token-auth): RAY_AUTH_TOKEN, the file RAY_AUTH_TOKEN_PATH names,
+    else ~/.ray/auth_token. None found: no header (a cluster without authentication)."""
+    from shared.environment import PlatformEnvironment
+
+    env = PlatformEnvironment()
+    token = env.ray_auth_token
+    if not token:
+        path = Path(env.ray_auth_token_path or DEFAULT_TOKEN_PATH).expanduser()
+        if env.ray_auth_token_path and not path.is_file():
+            raise StepError(f"RAY_AUTH_TOKEN_PATH={env.ray_auth_token_path} is not a readable file")
+        token = path.read_text().strip() if path.is_file() else None
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _refused(api: str, response: httpx.Response) -> StepError:
+    if response.status_code in (401, 403):
+        return StepError(
+            f"the Ray dashboard at {api} refused the request (HTTP {response.status_code}: "
+            f"{response.text[:120]}): the cluster uses token authentication; set RAY_AUTH_TOKEN or "
+            "RAY_AUTH_TOKEN_PATH to its token (`ray get-auth-token` on the head)"
+        )
+    return StepError(f"Ray Serve REST API {api}: HTTP {response.status_code}: {response.text[:300]}")
+
+
 def read_instance(api: str) -> ServeInstanceDetails:
     try:
-        response = httpx.get(api, timeout=30)
+        response = httpx.get(api, timeout=30, headers=auth_headers())
     except httpx.HTTPError as exc:  # the cluster may be starting: retried (exit 75)
         raise TransientError(f"Ray dashboard at {api} does not answer: {exc}") from None
+    if response.status_code in (401, 403):
+        raise _refused(api, response)
     if response.status_code != 200:
         raise StepError(f"Ray Serve REST API {api}: HTTP {response.status_code}: {response.text[:300]}")
     return ServeInstanceDetails.model_validate(response.json())
@@ -113,11 +145,13 @@ def submit(api: str, config: ServeDeploySchema, attempts: int = 10) -> None:
     body = config.model_dump(mode="json", exclude_unset=True)
     for attempt in range(attempts):
         try:
-            response = httpx.put(api, json=body, timeout=60)
+            response = httpx.put(api, json=body, timeout=60, headers=auth_headers())
         except httpx.HTTPError as exc:
             raise TransientError(f"Ray dashboard at {api} does not answer: {exc}") from None
         if response.status_code == 200:
             return
+        if response.status_code in (401, 403):
+            raise _refused(api, response)
         if response.status_code < 500:
             break
         time.sleep(min(2.0 * (attempt + 1), 10.0))

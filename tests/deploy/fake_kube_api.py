@@ -5,7 +5,12 @@ to exercise apply / wait / rollback:
 - PATCH deployments and services with `application/apply-patch+yaml` (server-side apply:
   requires fieldManager; the applied spec replaces the stored one) and deployments with
   `application/json-patch+json` (`replace /spec/template`, as `kubectl rollout undo`);
-- GET a deployment; GET replicasets filtered by `labelSelector`.
+- GET a deployment; GET replicasets filtered by `labelSelector`;
+- PATCH (apply) and GET a KubeRay RayService (`ray.io/v1`), with a fake KubeRay: a changed
+  `serveConfigV2` is rolled out in place (the app DEPLOYING, then RUNNING; a model whose version
+  is in `broken_versions` ends DEPLOY_FAILED while the old replicas keep serving), a changed
+  `rayClusterConfig` brings up a pending cluster (`UpgradeInProgress`) that takes the traffic
+  once its app runs, or never for a broken model. `served_model[(ns, name)]` is what answers.
 Like the real Deployment controller, a changed pod template bumps `metadata.generation` and gets
 a ReplicaSet with the next `deployment.kubernetes.io/revision` (an old template's ReplicaSet is
 reused and renumbered, as on rollback). Each GET of the deployment is one controller "tick":
@@ -40,6 +45,9 @@ class FakeKubeApi:
         self.requests: list[dict] = []
         self.serving_rs: dict[tuple[str, str], str] = {}  # deployment -> name of the RS fully available
         self._progress: dict[str, int] = {}
+        self.rayservices: dict[tuple[str, str], dict] = {}
+        self.served_model: dict[tuple[str, str], str] = {}  # RayService -> model_uri that answers
+        self._ray_state: dict[tuple[str, str], dict] = {}
         self._uids = (f"uid-{i}" for i in itertools.count(1))
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -124,6 +132,67 @@ class FakeKubeApi:
         status["observedGeneration"] = dep["metadata"]["generation"]
         dep["status"] = status
 
+    # ---- the fake KubeRay ----------------------------------------------------------------------
+    @staticmethod
+    def _model_uri(rayservice: dict) -> str:
+        return yaml.safe_load(rayservice["spec"]["serveConfigV2"])["applications"][0]["args"]["model_uri"]
+
+    def _ray_tick(self, key: tuple[str, str], rayservice: dict) -> None:
+        state = self._ray_state[key]
+        model_uri = self._model_uri(rayservice)
+        broken = model_uri.rsplit("/", 1)[-1] in self.broken_versions
+        state["ticks"] += 1
+        settled = state["ticks"] >= self.ticks_to_ready
+        app = {"status": "RUNNING"}
+        pending = None
+        if state["new_cluster"] and key in self.served_model:  # a NewCluster upgrade
+            pending_app = {"status": "DEPLOYING"}
+            if settled and not broken:
+                state["new_cluster"] = False
+                state["cluster"] += 1
+                self.served_model[key] = model_uri
+            else:
+                pending = {"rayClusterName": f"{key[1]}-{state['cluster'] + 1}", "applicationStatuses": {
+                    "emotion-classifier": pending_app}}  # fmt: skip
+        elif settled:
+            if broken:
+                app = {"status": "DEPLOY_FAILED", "message": "replica failed to start: model failed to load"}
+            else:
+                self.served_model[key] = model_uri
+        else:
+            app = {"status": "DEPLOYING"}
+        ready = key in self.served_model
+        rayservice["status"] = {
+            "observedGeneration": rayservice["metadata"]["generation"],
+            "conditions": [
+                {"type": "Ready", "status": "True" if ready else "False"},
+                {"type": "UpgradeInProgress", "status": "True" if pending else "False"},
+            ],
+            "activeServiceStatus": {
+                "rayClusterName": f"{key[1]}-{state['cluster']}",
+                "applicationStatuses": {"emotion-classifier": app},
+            },
+        }
+        if pending:
+            rayservice["status"]["pendingServiceStatus"] = pending
+
+    def apply_rayservice(self, ns: str, name: str, body: dict) -> dict:
+        key = (ns, name)
+        existing = self.rayservices.get(key)
+        if existing is None:
+            obj = copy.deepcopy(body)
+            obj["metadata"].update(uid=next(self._uids), generation=1)
+            obj["status"] = {}
+            self.rayservices[key] = obj
+            self._ray_state[key] = {"ticks": 0, "cluster": 1, "new_cluster": False}
+            return obj
+        if body["spec"] != existing["spec"]:
+            new_cluster = body["spec"]["rayClusterConfig"] != existing["spec"]["rayClusterConfig"]
+            existing["spec"] = copy.deepcopy(body["spec"])
+            existing["metadata"]["generation"] += 1
+            self._ray_state[key].update(ticks=0, new_cluster=new_cluster)
+        return existing
+
     # ---- API operations --------------------------------------------------------------------
     def apply_deployment(self, ns: str, name: str, body: dict) -> dict:
         existing = self.deployments.get((ns, name))
@@ -196,6 +265,12 @@ class FakeKubeApi:
             def do_GET(self) -> None:
                 parts, query = self._record()
                 with fake._lock:
+                    if parts[:3] == ["apis", "ray.io", "v1"] and parts[5:6] == ["rayservices"]:
+                        obj = fake.rayservices.get((parts[4], parts[6]))
+                        if obj is None:
+                            return self._not_found(f"rayservice {parts[6]}")
+                        fake._ray_tick((parts[4], parts[6]), obj)
+                        return self._reply(200, obj)
                     if parts[:3] == ["apis", "apps", "v1"] and parts[5:6] == ["deployments"]:
                         dep = fake.deployments.get((parts[4], parts[6]))
                         if dep is None:
@@ -230,6 +305,8 @@ class FakeKubeApi:
                         if not query.get("fieldManager"):
                             return self._reply(422, {"kind": "Status", "message": "fieldManager is required"})
                         body = yaml.safe_load(raw)
+                        if parts[:3] == ["apis", "ray.io", "v1"] and parts[5:6] == ["rayservices"]:
+                            return self._reply(200, fake.apply_rayservice(parts[4], parts[6], body))
                         if parts[5:6] == ["deployments"]:
                             return self._reply(200, fake.apply_deployment(parts[4], parts[6], body))
                         if parts[:2] == ["api", "v1"] and parts[4:5] == ["services"]:

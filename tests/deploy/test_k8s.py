@@ -106,6 +106,7 @@ def test_rbac_is_valid_and_minimal():
         ("apps", "deployments"): {"get", "create", "patch"},
         ("", "services"): {"create", "patch"},
         ("apps", "replicasets"): {"list"},
+        ("ray.io", "rayservices"): {"get", "create", "patch"},
         ("argoproj.io", "workflowtaskresults"): {"create", "patch"},
     }
     assert kinds["RoleBinding"]["roleRef"]["name"] == kinds["Role"]["metadata"]["name"]

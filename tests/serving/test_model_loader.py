@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from serving.model_loader import ModelLoadError, resolve_model
+from serving.model_loader import ModelLoadError, reported_version, resolve_model
 from tests.conftest import reset_mlflow_process_state
 
 
@@ -12,6 +12,7 @@ def test_local_model_dir_resolves_to_itself(tiny_model_dir, tmp_path):
     resolved = resolve_model(str(tiny_model_dir), tmp_path / "cache")
     assert resolved.model_dir == tiny_model_dir and resolved.model_version == "local"
     assert resolved.run_id is None and resolved.lineage == {} and resolved.data_version is None
+    assert reported_version(str(tiny_model_dir)) == resolved.model_version  # what a deploy gates on
 
 
 @pytest.mark.parametrize(
@@ -83,6 +84,8 @@ def test_runs_uri_resolves_with_run_tags_as_lineage(registered, tmp_path):
     uri, run_id, _ = registered
     resolved = resolve_model(f"runs:/{run_id}/model", tmp_path / "cache", tracking_uri=uri)
     assert resolved.run_id == run_id and resolved.model_version == f"run-{run_id[:12]}"
+    assert reported_version(f"runs:/{run_id}/model") == resolved.model_version
+    assert reported_version("models:/emotion-classifier/3") is None  # the registry's number
     assert resolved.data_version == "emotion-v1.0.0"
     assert (resolved.model_dir / "model.safetensors").is_file()
 
