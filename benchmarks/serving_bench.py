@@ -12,12 +12,17 @@ natural mix: the floor for one client's latency. Servers, in this order in one r
 - `baseline`: the naive endpoint;
 - `deploy` (default): our server exactly as the deploy step starts it (`steps.deploy.local`:
   Gunicorn + Uvicorn workers, the deploy defaults, the SERVE_* settings' defaults);
+- `ray-serve`: the same app on Ray Serve (`serving.ray_app`), deployed by the deploy step's
+  `ray-serve` target to a one-node Ray cluster started for the run (`ray start --head --block`):
+  one replica per core (SERVE_REPLICAS=cores, one inference thread each, as the Gunicorn deploy
+  has one worker per core), behind Serve's proxy with the replica-loss retry (serving.ray_proxy);
 - `ours:<backend>`: one `python -m serving` process with SERVE_BACKEND=<backend> (`--backend`).
 Each row records the load average when it started and ended, and the cores the server used.
 
     python benchmarks/serving_bench.py                                   # wrk, baseline + deploy
     python benchmarks/serving_bench.py --concurrency 1 64 256 --duration 20
     python benchmarks/serving_bench.py --servers deploy --backend onnx-int8 --load httpx
+    python benchmarks/serving_bench.py --servers baseline deploy ray-serve --mix natural
     python benchmarks/serving_bench.py baseline-server --model-dir DIR --port 8101   # (internal)
 """
 
@@ -121,11 +126,25 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
 
 
 def stop_server(proc: subprocess.Popen) -> None:
+    """Stop the server and every process it started (Gunicorn workers; the Ray head's GCS, raylet,
+    dashboard, proxy and replicas, which do not all stop with `ray start --block`)."""
+    import psutil
+
+    try:
+        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        family = []
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    _, alive = psutil.wait_procs(family, timeout=10)
+    for leftover in alive:
+        try:
+            leftover.kill()
+        except psutil.NoSuchProcess:
+            pass
 
 
 def server_cpu_seconds(pid: int) -> float:
@@ -328,6 +347,47 @@ def start_deployed(
     return load_state(state_dir).master_pid, state_dir
 
 
+def start_ray_serve(model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str]) -> subprocess.Popen:
+    """A one-node Ray cluster on this machine, and the app deployed on it by the ray-serve target."""
+    import httpx
+
+    from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from shared.settings import Settings
+    from steps.deploy.contract import DeployInput, Target
+    from steps.deploy.ray_serve import auth_headers, rollout_ray_serve
+
+    dashboard_port = free_port()
+    env = os.environ | {PROXY_CALLBACK_ENV: PROXY_CALLBACK, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    cmd = [
+        str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={free_port()}",
+        f"--num-cpus={os.cpu_count()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
+        f"--dashboard-port={dashboard_port}", f"--temp-dir={tmp / 'ray'}", "--disable-usage-stats",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dashboard = f"http://127.0.0.1:{dashboard_port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            answer = httpx.get(dashboard + "/api/serve/applications/", timeout=5, headers=auth_headers())
+            if answer.status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"Ray head did not start: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.5)
+    replicas = {"SERVE_REPLICAS": str(os.cpu_count()), "SERVE_THREADS": "1"}
+    inp = DeployInput(
+        model_uri=str(model_dir),
+        deploy_target=Target.ray_serve,
+        ray_dashboard_url=dashboard,
+        serving_port=port,
+        serve_env=replicas | serve_env,
+    )
+    rollout_ray_serve(inp, Settings())
+    return proc
+
+
 def prepare_model(tmp: Path, model_dir: str | None) -> Path:
     """The model dir, with the serving artifact register would log beside it (calibrated on train texts)."""
     import pandas as pd
@@ -376,6 +436,9 @@ def bench(args: argparse.Namespace) -> dict:
             if kind.startswith("deploy"):
                 workers = int(kind.split(":")[1]) if ":" in kind else args.workers
                 pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, workers)
+            elif kind == "ray-serve":
+                proc = start_ray_serve(model_dir, port, tmp, env | args.serve_env)
+                pid = proc.pid
             else:
                 proc = start_server(kind, model_dir, port, tmp / "cache", args.threads)
                 pid = proc.pid
@@ -387,7 +450,9 @@ def bench(args: argparse.Namespace) -> dict:
                     if args.load == "wrk":
                         run_wrk(url, c, min(3.0, args.duration), texts_file)  # warm-up: connections, batches
                     load_before, cpu_before = os.getloadavg(), server_cpu_seconds(pid)
-                    shed_before = shed_counts(url) if kind != "baseline" else {}
+                    # one process's counters: Ray's proxy sends /metrics to any one replica
+                    counted = kind not in ("baseline", "ray-serve")
+                    shed_before = shed_counts(url) if counted else {}
                     if args.load == "wrk":
                         row = run_wrk(url, c, args.duration, texts_file)
                     else:
@@ -397,7 +462,7 @@ def bench(args: argparse.Namespace) -> dict:
                         row = asyncio.run(run_load(url, texts, c, per_client))
                         row["duration_s"] = row["requests"] / row["throughput_rps"]
                     cpu = server_cpu_seconds(pid) - cpu_before
-                    if kind != "baseline":
+                    if counted:
                         shed_after = shed_counts(url)
                         row["shed_by_reason"] = {
                             reason: n - shed_before.get(reason, 0) for reason, n in shed_after.items()
@@ -428,6 +493,8 @@ def server_label(kind: str) -> str:
         return "naive (pipeline per request)"
     if kind == "deploy":
         return "ours, as deployed"
+    if kind == "ray-serve":
+        return "ours on Ray Serve"
     if kind.startswith("deploy:"):
         return f"ours, deployed with --workers {kind.split(':')[1]}"
     return f"ours ({kind.split(':', 1)[1]}, one process)"
@@ -562,8 +629,8 @@ def main() -> None:
         "--servers",
         nargs="*",
         default=["baseline", "deploy"],
-        choices=["baseline", "deploy"],
-        help="the naive baseline and/or our server as the deploy step starts it (in this order)",
+        choices=["baseline", "deploy", "ray-serve"],
+        help="the naive baseline, our server as the deploy step starts it, and/or on Ray Serve",
     )
     parser.add_argument(
         "--backend",

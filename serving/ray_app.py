@@ -57,6 +57,7 @@ def deployment_options(settings: ServeSettings) -> dict[str, Any]:
         "name": DEPLOYMENT_NAME,
         "ray_actor_options": {"num_cpus": settings.cpus_per_replica},
         "max_ongoing_requests": settings.max_ongoing_requests,
+        "max_queued_requests": settings.max_queued_requests,
         "max_surge_percent": MAX_SURGE_PERCENT,
         "health_check_period_s": 5,
         # loading and warming up a model takes seconds; a stuck one is failed, not waited for

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_MODEL_URI = "models:/emotion-classifier@champion"
@@ -151,6 +151,21 @@ class ServeSettings(BaseSettings):
             "and admission (503 + Retry-After) instead of waiting unseen in Ray's router"
         ),
     )
+    max_queued_requests: int = Field(
+        default=-1,
+        ge=-1,
+        description=(
+            "Ray Serve: requests each proxy queues while every replica holds max_ongoing_requests; "
+            "beyond it Ray answers 503 + Retry-After at once (-1: no limit)"
+        ),
+    )
+
+    @field_validator("max_queued_requests")
+    @classmethod
+    def _queue_bound(cls, value: int) -> int:
+        if value == 0:
+            raise ValueError("max_queued_requests is -1 (no limit) or at least 1 (Ray Serve's rule)")
+        return value
 
     @model_validator(mode="after")
     def _replica_bounds(self) -> ServeSettings:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 NODE_MEMORY = {"object_store_memory": 100 * 1024**2}
 
@@ -19,3 +20,26 @@ def node_environment(values: dict[str, str]) -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def local_cluster(
+    node_env: dict[str, str], head_cpus: int, worker_cpus: tuple[int, ...] = ()
+) -> tuple[Any, str, list[Any]]:
+    """A Ray head with the dashboard on a free port plus worker nodes, all on this machine and
+    spawned with `node_env`; this process does not connect. (cluster, dashboard URL, workers)."""
+    from ray.cluster_utils import Cluster
+
+    from shared.processes import free_port
+
+    dashboard_port = free_port()
+    with node_environment(node_env):
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": head_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port, **NODE_MEMORY,
+            },
+        )  # fmt: skip
+        workers = [cluster.add_node(num_cpus=n, **NODE_MEMORY) for n in worker_cpus]
+    return cluster, f"http://127.0.0.1:{dashboard_port}", workers

@@ -21,7 +21,7 @@ import pytest
 
 from shared.processes import free_port, terminate_group
 from tests.mlflow_server import MlflowServer, MlflowServerOptions, running_mlflow_server
-from tests.ray_nodes import NODE_MEMORY, node_environment
+from tests.ray_nodes import NODE_MEMORY, local_cluster, node_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_SERVER_SCRIPT = Path(__file__).with_name("s3_server.py")
@@ -195,24 +195,13 @@ def ray_cluster(pipeline_env: dict[str, str]) -> Iterator[RayCluster]:
     the pods of a KubeRay cluster get it from the Secret and ConfigMap. This process does not
     connect, so step subprocesses join by address exactly as they would join a remote cluster.
     """
-    from ray.cluster_utils import Cluster
-
     node_env = {k: v for k, v in pipeline_env.items() if os.environ.get(k) != v}
-    dashboard_port = free_port()
-    with node_environment(node_env):
-        cluster = Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={
-                "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                "dashboard_port": dashboard_port, **NODE_MEMORY,
-            },
-        )  # fmt: skip
+    cluster, dashboard_url, _ = local_cluster(node_env, head_cpus=1)
     try:
         ray = RayCluster(
             cluster=cluster,
             address=cluster.address,
-            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            dashboard_url=dashboard_url,
             head_node_id=cluster.head_node.node_id,
             worker_node_ids=[],
             node_env=node_env,

@@ -23,7 +23,7 @@ import pytest
 from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
 from shared.processes import free_port
 from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
-from tests.ray_nodes import NODE_MEMORY, node_environment
+from tests.ray_nodes import local_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -65,8 +65,6 @@ class ServeCluster:
 
 @pytest.fixture(scope="module")
 def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
-    from ray.cluster_utils import Cluster
-
     tmp = tmp_path_factory.mktemp("ray-serve")
     node_env = {
         "MLFLOW_TRACKING_URI": registry,
@@ -76,17 +74,7 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
         PROXY_CALLBACK_ENV: PROXY_CALLBACK,
         "PYTHONPATH": str(ROOT),
     }
-    dashboard_port = free_port()
-    with node_environment(node_env):
-        cluster = Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={
-                "num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                "dashboard_port": dashboard_port, **NODE_MEMORY,
-            },
-        )  # fmt: skip
-        nodes = [cluster.add_node(num_cpus=2, **NODE_MEMORY) for _ in range(2)]
+    cluster, dashboard_url, nodes = local_cluster(node_env, head_cpus=0, worker_cpus=(2, 2))
     cluster.wait_for_nodes()
     port = free_port()
     env = {
@@ -99,7 +87,7 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
     }
     try:
         yield ServeCluster(
-            dashboard_url=f"http://127.0.0.1:{dashboard_port}",
+            dashboard_url=dashboard_url,
             serve_url=f"http://127.0.0.1:{port}",
             serving_port=port,
             env=env,
