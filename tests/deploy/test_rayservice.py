@@ -90,6 +90,16 @@ def test_serve_config_is_a_ray_serve_config_for_the_app_builder():
     assert (autoscaling["min_replicas"], autoscaling["max_replicas"]) == (2, 6)
 
 
+def test_queue_bounds_reach_ray_serve_and_are_checked_as_ray_would():
+    options = ray_app.deployment_options(
+        ServeSettings(model_uri=MODEL_URI, max_ongoing_requests=32, max_queued_requests=8)
+    )
+    assert (options["max_ongoing_requests"], options["max_queued_requests"]) == (32, 8)
+    assert ray_app.deployment_options(ServeSettings(model_uri=MODEL_URI))["max_queued_requests"] == -1
+    with pytest.raises(ValidationError, match="max_queued_requests"):
+        ServeSettings(model_uri=MODEL_URI, max_queued_requests=0)  # Ray refuses 0 at deploy time
+
+
 def test_upgrade_strategy_is_new_cluster():
     """Zero-downtime: a changed cluster spec brings up a new RayCluster and switches only once it serves."""
     manifest = render_rayservice(_spec())
