@@ -347,7 +347,9 @@ def start_deployed(
     return load_state(state_dir).master_pid, state_dir
 
 
-def start_ray_serve(model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str]) -> subprocess.Popen:
+def start_ray_serve(
+    model_dir: Path, port: int, tmp: Path, serve_env: dict[str, str], ray_env: dict[str, str]
+) -> subprocess.Popen:
     """A one-node Ray cluster on this machine, and the app deployed on it by the ray-serve target."""
     import httpx
 
@@ -358,6 +360,7 @@ def start_ray_serve(model_dir: Path, port: int, tmp: Path, serve_env: dict[str, 
 
     dashboard_port = free_port()
     env = os.environ | {PROXY_CALLBACK_ENV: PROXY_CALLBACK, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env |= ray_env  # the node's environment: Ray Serve's own switches (--ray-env)
     cmd = [
         str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={free_port()}",
         f"--num-cpus={os.cpu_count()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
@@ -437,7 +440,7 @@ def bench(args: argparse.Namespace) -> dict:
                 workers = int(kind.split(":")[1]) if ":" in kind else args.workers
                 pid, state_dir = start_deployed(model_dir, port, tmp, env | args.serve_env, workers)
             elif kind == "ray-serve":
-                proc = start_ray_serve(model_dir, port, tmp, env | args.serve_env)
+                proc = start_ray_serve(model_dir, port, tmp, env | args.serve_env, args.ray_env)
                 pid = proc.pid
             else:
                 proc = start_server(kind, model_dir, port, tmp / "cache", args.threads)
@@ -647,6 +650,9 @@ def main() -> None:
     parser.add_argument(
         "--serve-env", nargs="*", default=[], metavar="KEY=VALUE", help="deploy: extra SERVE_* settings"
     )
+    parser.add_argument(
+        "--ray-env", nargs="*", default=[], metavar="KEY=VALUE", help="ray-serve: the Ray node's environment"
+    )
     parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk", help="load generator")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per wrk run")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 256])
@@ -668,6 +674,7 @@ def main() -> None:
         return
     sys.path.insert(0, str(ROOT))
     args.serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
+    args.ray_env = dict(kv.split("=", 1) for kv in args.ray_env)
     args.backends = list(BACKENDS) if "all" in args.backend else list(dict.fromkeys(args.backend))
     if args.mode in ("cold-start", "profile"):
         results = cold_start(args) if args.mode == "cold-start" else profile(args)
