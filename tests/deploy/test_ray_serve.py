@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serving.ray_proxy import NODE_ENV
 from shared.processes import free_port
 from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
 from tests.ray_nodes import local_cluster
@@ -70,8 +70,9 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
         "MLFLOW_TRACKING_URI": registry,
         "SERVE_CACHE_DIR": str(tmp / "cache"),
         "HF_HUB_OFFLINE": "1",
-        # every proxy resends a request whose replica died (serving.ray_proxy), as the RayService sets
-        PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+        # HAProxy ingress that resends a request whose replica died (serving.ray_proxy), as the
+        # RayService sets it
+        **NODE_ENV,
         "PYTHONPATH": str(ROOT),
     }
     cluster, dashboard_url, nodes = local_cluster(node_env, head_cpus=0, worker_cpus=(2, 2))

@@ -14,7 +14,7 @@ from ray.serve.schema import ServeDeploySchema
 
 from pipelines.argo_schema import rayservice_errors
 from serving import ray_app
-from serving.ray_proxy import PROXY_CALLBACK, PROXY_CALLBACK_ENV
+from serving.ray_proxy import NODE_ENV
 from serving.settings import ServeSettings
 from shared.pod_shape import RUN_AS_USER, container_security_context, pod_security_context
 from steps.deploy.rayservice_render import RayServiceSpec, main, render_rayservice, to_yaml
@@ -161,7 +161,7 @@ def test_mlflow_env_comes_from_the_secret_and_s3_by_reference():
         env = {e["name"]: e for e in container["env"]}
         assert "MLFLOW_TRACKING_URI" not in env
         literal = {name: e["value"] for name, e in env.items() if "valueFrom" not in e}
-        assert literal == {PROXY_CALLBACK_ENV: PROXY_CALLBACK}  # no setting but the proxies' retry
+        assert literal == NODE_ENV  # no setting but the ingress (HAProxy, retries)
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
     assert "my-serving-env" not in manifest["spec"]["serveConfigV2"]
 
