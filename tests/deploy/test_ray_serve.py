@@ -70,8 +70,7 @@ def serve_cluster(registry: str, tmp_path_factory) -> Iterator[ServeCluster]:
         "MLFLOW_TRACKING_URI": registry,
         "SERVE_CACHE_DIR": str(tmp / "cache"),
         "HF_HUB_OFFLINE": "1",
-        # HAProxy ingress that resends a request whose replica died (serving.ray_proxy), as the
-        # RayService sets it
+        # every proxy resends a request whose replica died (serving.ray_proxy), as the RayService sets
         **NODE_ENV,
         "PYTHONPATH": str(ROOT),
     }

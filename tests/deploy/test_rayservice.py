@@ -161,7 +161,7 @@ def test_mlflow_env_comes_from_the_secret_and_s3_by_reference():
         env = {e["name"]: e for e in container["env"]}
         assert "MLFLOW_TRACKING_URI" not in env
         literal = {name: e["value"] for name, e in env.items() if "valueFrom" not in e}
-        assert literal == NODE_ENV  # no setting but the ingress (HAProxy, retries)
+        assert literal == NODE_ENV  # no setting but the proxies' retry
         assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == S3_SECRET
     assert "my-serving-env" not in manifest["spec"]["serveConfigV2"]
 
