@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import client
@@ -79,20 +80,37 @@ def rollout_progress(deployment: dict) -> tuple[bool, str]:
     return True, f"{available} replicas available"
 
 
+def poll_until(
+    read: Callable[[], dict],
+    progress: Callable[[dict], tuple[bool, str]],
+    what: str,
+    timeout_s: float,
+    poll_s: float = 2.0,
+) -> dict:
+    """Read the object until `progress` says done; RolloutFailed after `timeout_s` (or from progress)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        obj = read()
+        done, message = progress(obj)
+        if done:
+            return obj
+        if time.monotonic() >= deadline:
+            raise RolloutFailed(f"{what} not complete after {timeout_s:g}s: {message}")
+        log.info("%s: %s", what, message)
+        time.sleep(poll_s)
+
+
 def wait_for_rollout(
     api: client.ApiClient, name: str, namespace: str, timeout_s: float, poll_s: float = 2.0
 ) -> dict:
     """Poll the Deployment until its rollout is complete; raise RolloutFailed on timeout or deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        deployment = read_deployment(api, name, namespace)
-        done, message = rollout_progress(deployment)
-        if done:
-            return deployment
-        if time.monotonic() >= deadline:
-            raise RolloutFailed(f"rollout of {namespace}/{name} not complete after {timeout_s:g}s: {message}")
-        log.info("rollout of %s/%s: %s", namespace, name, message)
-        time.sleep(poll_s)
+    return poll_until(
+        lambda: read_deployment(api, name, namespace),
+        rollout_progress,
+        f"rollout of {namespace}/{name}",
+        timeout_s,
+        poll_s,
+    )
 
 
 def _revision(obj: dict) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import Any
 
 import yaml
@@ -28,7 +27,7 @@ from shared.failures import TRANSIENT_HTTP_STATUS
 from shared.progress import NO_PROGRESS, Progress
 from shared.settings import Settings
 from steps.deploy.contract import DeployInput, DeployResult, Target
-from steps.deploy.k8s_apply import APPLY_CONTENT_TYPE, RolloutFailed
+from steps.deploy.k8s_apply import APPLY_CONTENT_TYPE, RolloutFailed, poll_until
 from steps.deploy.k8s_deploy import resolve_model_version
 from steps.deploy.k8s_render import FIELD_MANAGER
 from steps.deploy.rayservice_render import OWN_ARGS, SERVE_PORT, RayServiceSpec, render_rayservice
@@ -108,18 +107,14 @@ def wait_serving(
     api: client.ApiClient, name: str, namespace: str, timeout_s: float, poll_s: float = 2.0
 ) -> dict:
     """Poll the RayService until it serves the applied spec; RolloutFailed on a failure or timeout."""
-    deadline = time.monotonic() + timeout_s
-    while True:
+
+    def read() -> dict:
         rayservice = read_rayservice(api, name, namespace)
         if rayservice is None:
             raise RolloutFailed(f"RayService {namespace}/{name} disappeared")
-        done, message = serving_progress(rayservice)
-        if done:
-            return rayservice
-        if time.monotonic() >= deadline:
-            raise RolloutFailed(f"RayService {namespace}/{name} not serving after {timeout_s:g}s: {message}")
-        log.info("RayService %s/%s: %s", namespace, name, message)
-        time.sleep(poll_s)
+        return rayservice
+
+    return poll_until(read, serving_progress, f"RayService {namespace}/{name}", timeout_s, poll_s)
 
 
 def reapplicable(rayservice: dict) -> dict[str, Any]:
