@@ -10,6 +10,18 @@ from typing import Any
 NODE_MEMORY = {"object_store_memory": 100 * 1024**2}
 
 
+def node_args(num_cpus: int) -> dict[str, Any]:
+    """One node's arguments: its CPUs, a small object store, and its own dashboard-agent port.
+
+    Every node on one machine would otherwise take the default agent port (52365): only the
+    first binds it, the others serve no HTTP, and the job API ("No available agent to submit
+    job") fails once the node that got it is gone or the port is still held by an earlier cluster.
+    """
+    from shared.processes import free_port
+
+    return {"num_cpus": num_cpus, **NODE_MEMORY, "dashboard_agent_listen_port": free_port()}
+
+
 @contextmanager
 def node_environment(values: dict[str, str]) -> Iterator[None]:
     """os.environ with `values` while Ray node processes are spawned (they inherit it), then back."""
@@ -37,9 +49,9 @@ def local_cluster(
             initialize_head=True,
             connect=False,
             head_node_args={
-                "num_cpus": head_cpus, "include_dashboard": True, "dashboard_host": "127.0.0.1",
-                "dashboard_port": dashboard_port, **NODE_MEMORY,
+                **node_args(head_cpus), "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                "dashboard_port": dashboard_port,
             },
         )  # fmt: skip
-        workers = [cluster.add_node(num_cpus=n, **NODE_MEMORY) for n in worker_cpus]
+        workers = [cluster.add_node(**node_args(n)) for n in worker_cpus]
     return cluster, f"http://127.0.0.1:{dashboard_port}", workers

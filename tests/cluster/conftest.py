@@ -21,7 +21,7 @@ import pytest
 
 from shared.processes import free_port, terminate_group
 from tests.mlflow_server import MlflowServer, MlflowServerOptions, running_mlflow_server
-from tests.ray_nodes import NODE_MEMORY, local_cluster, node_environment
+from tests.ray_nodes import local_cluster, node_args, node_environment
 
 ROOT = Path(__file__).resolve().parents[2]
 S3_SERVER_SCRIPT = Path(__file__).with_name("s3_server.py")
@@ -181,7 +181,7 @@ class RayCluster:
     def add_node(self, num_cpus: int = 1):
         """Another worker node, with the same environment as the others."""
         with node_environment(self.node_env):
-            node = self.cluster.add_node(num_cpus=num_cpus, **NODE_MEMORY)
+            node = self.cluster.add_node(**node_args(num_cpus))
         self.cluster.wait_for_nodes()
         return node
 
