@@ -16,9 +16,9 @@ pipeline over the units they held, so the bound shrinks by itself when the CPU i
 work ahead of it plus its own would end within `ADMISSION_SHARE` of its deadline; otherwise it is
 refused at once with `Overloaded` (503 + Retry-After) instead of queueing. At most
 `max_queued_texts` texts wait at once. A queued request whose batch would, at the pace, end after its
-deadline fails with `DeadlineExceeded` (503) before anything is computed for it, instead of getting
-a late answer. Scores are exact per text (the backends are batch-invariant), so how texts are
-grouped never changes an answer.
+deadline (after `ANSWER_SHARE` of it while other batches compute) fails with `DeadlineExceeded`
+(503) before anything is computed for it, instead of getting a late answer. Scores are exact per
+text (the backends are batch-invariant), so how texts are grouped never changes an answer.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ BatchObserver = Callable[[int, float], None]
 # within this share of its deadline (counted from its arrival); the rest is the pace's error margin
 # and the response's way back through the event loop.
 ADMISSION_SHARE = 0.8
+# While other batches compute, a queued request whose batch would, at the measured pace, end after
+# this share of its deadline fails before anything is computed for it: the rest is the answer's way
+# back through an event loop and cores shared with that work (alone, it keeps its whole deadline).
+ANSWER_SHARE = 0.9
 
 
 class BatcherClosed(RuntimeError):
@@ -98,7 +102,7 @@ class MicroBatcher:
         max_queued_texts: int = 0,
         deadline_ms: float = 0.0,
         retry_after_s: float = 1.0,
-        length_ratio: float = 1.5,
+        length_ratio: float = 1.1,
         on_batch: BatchObserver | None = None,
         on_shed: Callable[[str], None] | None = None,
         on_queue_depth: Callable[[int], None] | None = None,
@@ -328,15 +332,16 @@ class MicroBatcher:
         now = loop.time()
         self._drop_dead(now)
         batch = self._queue.take(self.max_batch_size)
-        # the batch ends after what computes now and its own work: a request it would answer after
-        # its deadline fails now, before anything is computed for it
+        # the batch ends after what computes now and its own work: a request it would answer too close
+        # to its deadline fails now, before anything is computed for it
         ends = now + (self._inflight_units + sum(text_units(t) for _, _, t in batch)) * self.seconds_per_unit
+        share = ANSWER_SHARE if self._inflight_texts else 1.0
         kept = []
         for item in batch:
             job = item[0]
             if job.failed:
                 continue
-            if job.deadline < ends:
+            if job.arrived + share * (job.deadline - job.arrived) < ends:
                 self._fail(job, DeadlineExceeded("request would be answered after its deadline"))
                 continue
             kept.append(item)

@@ -103,21 +103,22 @@ class ServeSettings(BaseSettings):
     )
     retry_after_s: int = Field(default=1, ge=0, description="Retry-After seconds on a 503 for overload")
     refused_pause_ms: float = Field(
-        default=100.0,
+        default=1000.0,
         ge=0,
         description=(
             "after refusing a request for overload (503 + Retry-After), the server refuses that "
             "connection's next request only this much later (it is read and timed at once, and answered "
             "if the worker admits it), so clients that resend at once without honouring Retry-After "
-            "cannot keep the event loop busy refusing (0: no pause)"
+            "cannot keep the event loop busy refusing (1000: the default Retry-After; 0: no pause)"
         ),
     )
     length_ratio: float = Field(
-        default=1.5,
+        default=1.1,
         ge=1.0,
         description=(
             "length-bucketed batching: waiting texts are bucketed by length in steps of this ratio and "
-            "a batch is taken from one bucket and its two neighbours"
+            "a batch is taken from one bucket and its two neighbours (1.1: the natural mix's best "
+            "throughput here, docs/benchmarks.md)"
         ),
     )
     cache_dir: Path = Field(

@@ -172,7 +172,7 @@ def test_a_connection_refused_again_gets_its_refusal_after_the_pause_and_is_read
         sock.sendall(post("/predict", {"texts": ["x"]}))
         assert sock.recv(65536).startswith(b"HTTP/1.1 503")
         refused_again_s = time.perf_counter() - refused_at
-    assert refused_again_s >= 0.09  # SERVE_REFUSED_PAUSE_MS, 100 by default, separates the two refusals
+    assert refused_again_s >= 0.09  # SERVE_REFUSED_PAUSE_MS (1000 by default) separates the two refusals
 
 
 @pytest.fixture

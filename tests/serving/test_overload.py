@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from serving.app import create_app
-from serving.batching import ADMISSION_SHARE, DeadlineExceeded, MicroBatcher, Overloaded
+from serving.batching import ADMISSION_SHARE, ANSWER_SHARE, DeadlineExceeded, MicroBatcher, Overloaded
 from tests.conftest import ROOT
 from tests.serving.conftest import make_settings, uvicorn_server
 
@@ -100,6 +100,30 @@ def test_admission_also_refuses_more_work_than_the_deadline_allows_at_the_measur
     admitted = round(ADMISSION_SHARE * 0.5 / 0.1)
     assert 10 - admitted - 1 <= len(refused) <= 10 - admitted + 1
     assert all(isinstance(r, np.ndarray | Overloaded | DeadlineExceeded) for r in results)
+
+
+def test_while_other_work_computes_a_request_due_in_its_deadlines_last_tenth_fails_and_alone_it_is_answered():
+    """At ~0.2 s per text and a 1 s deadline: a request whose batch would end 0.95 s after its arrival
+    fails before it is computed while another batch computes (the answer's way back shares the
+    cores), and is answered when nothing else computes."""
+    assert ANSWER_SHARE < 0.95
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        batcher = MicroBatcher(list, slow_infer(0.2), max_batch_size=1, max_wait_ms=0, deadline_ms=1000)
+        batcher.start()
+        await batcher.predict(["t-warm"])  # measures ~0.2 s per text of this length
+        busy = asyncio.ensure_future(batcher.predict(["t-busy"]))
+        await asyncio.sleep(0.01)  # t-busy computing; the next batch would end ~0.4 s from now
+        with pytest.raises(DeadlineExceeded):
+            await batcher.predict(["t-late"], arrived=loop.time() - 0.55)
+        await busy
+        alone = await batcher.predict(["t-late"], arrived=loop.time() - 0.75)  # ends ~0.2 s from now
+        await batcher.stop()
+        return batcher.seconds_per_text, alone
+
+    per_text, alone = asyncio.run(scenario())
+    assert 0.19 <= per_text <= 0.23 and alone.shape == (1, 2)
 
 
 def test_the_deadline_counts_from_arrival_and_admission_includes_the_time_already_waited():
