@@ -76,15 +76,14 @@ class Connection:
     token: str | None
     verify_ssl: bool
     base_href: str = "/"
+    secure: bool = True  # ARGO_SECURE: https to a server given without a scheme
 
     @property
     def host(self) -> str:
         """Base URL ending in '/': Hera joins `api/v1/...` to it, so a path prefix must end in '/'."""
         server = self.server.rstrip("/")
         if "://" not in server:
-            scheme = (
-                "http" if os.environ.get("ARGO_SECURE", "true").lower() in {"false", "0", "no"} else "https"
-            )
+            scheme = "https" if self.secure else "http"
             server = f"{scheme}://{server}"
         href = "/" + self.base_href.strip("/") + "/" if self.base_href.strip("/") else "/"
         return server + href
@@ -108,6 +107,7 @@ def connection_from(args: argparse.Namespace, environ: dict[str, str]) -> Connec
         token=args.token or environ.get("ARGO_TOKEN") or None,
         verify_ssl=not insecure,
         base_href=args.base_href if args.base_href is not None else environ.get("ARGO_BASE_HREF", "/"),
+        secure=environ.get("ARGO_SECURE", "true").strip().lower() not in {"false", "0", "no"},
     )
 
 

@@ -10,8 +10,6 @@ max), so the numbers do not depend on which worker the scrape lands on.
 
 from __future__ import annotations
 
-import os
-
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -21,6 +19,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from shared.environment import PlatformEnvironment
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.015, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 128)
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -28,7 +28,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 def multiprocess_dir() -> str | None:
     """The multiprocess directory when prometheus_client runs in multiprocess mode, else None."""
-    return os.environ.get(MULTIPROC_ENV) or os.environ.get(MULTIPROC_ENV.lower()) or None
+    return PlatformEnvironment().prometheus_multiproc_dir or None  # either case, as prometheus_client
 
 
 class ServingMetrics:

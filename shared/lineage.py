@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
+from shared.environment import PlatformEnvironment
 from shared.mlflow_contract import (
     CODE_VERSION_TAG,
     DATA_VERSION_TAG,
@@ -31,8 +31,8 @@ def code_version(repo_dir: Path | None = None) -> str:
     A working tree whose tracked files have uncommitted changes (staged or not) gives
     `<commit>-dirty`: the code that ran is not the commit. Untracked files do not count.
     """
-    if os.environ.get("GIT_COMMIT"):
-        return os.environ["GIT_COMMIT"]
+    if commit := PlatformEnvironment().git_commit:
+        return commit
     repo_dir = repo_dir or Path(__file__).resolve().parent.parent
     try:
         commit = _git(repo_dir, "rev-parse", "HEAD")

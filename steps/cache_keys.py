@@ -38,8 +38,10 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from shared.environment import PlatformEnvironment
 from shared.lineage import code_version
 from shared.results import write_result
+from shared.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +134,10 @@ def cache_keys(
     if data_commit is None:
         data_commit = resolve_revision(registry_url, data_version)
     code = code_version() if code is None else code
-    in_image = bool(os.environ.get("GIT_COMMIT")) if in_image is None else in_image
+    in_image = bool(PlatformEnvironment().git_commit) if in_image is None else in_image
     identity = code_identity(image_tag, code, in_image=in_image)
     if identity is None or not data_commit:
-        uid = workflow_uid or os.environ.get("ARGO_WORKFLOW_UID", "local")
+        uid = workflow_uid or Settings().argo_workflow_uid
         why = (
             "the data revision did not resolve"
             if not data_commit

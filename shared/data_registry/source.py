@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +37,7 @@ from typing import Any
 from shared.data_registry.atomic import atomic_replace_dir, sibling_tmp_dir
 from shared.data_registry.format import METADATA_FILE, read_metadata
 from shared.data_registry.hashing import file_sha256
-from shared.environment import ProductEnvironment
+from shared.environment import PlatformEnvironment, ProductEnvironment
 from shared.errors import StepError
 
 log = logging.getLogger(__name__)
@@ -109,9 +108,6 @@ def _no_dataset(reason: str, revision: str) -> StepError:
     )
 
 
-PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
-
-
 def hub_unreachable(endpoint: str, timeout_s: float = 10.0) -> str | None:
     """Why the Hub endpoint cannot be reached (name not resolved, connection refused...), else None.
 
@@ -119,7 +115,8 @@ def hub_unreachable(endpoint: str, timeout_s: float = 10.0) -> str | None:
     times with back-off (about 25 s of warnings) before failing. Behind a proxy the proxy resolves
     the name, so no probe is made.
     """
-    if any(os.environ.get(name) for name in PROXY_ENV):
+    env = PlatformEnvironment()  # any case of each name, as the HTTP clients read them
+    if env.https_proxy or env.http_proxy or env.all_proxy:
         return None
     from urllib.parse import urlsplit
 
@@ -234,7 +231,7 @@ def download_from_hub(
     from huggingface_hub import constants as hf_constants
 
     offline = hf_constants.is_offline_mode()  # HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE), as read at import
-    endpoint = endpoint or os.environ.get("HF_ENDPOINT") or None
+    endpoint = endpoint or PlatformEnvironment().hf_endpoint or None
     if not offline and (reason := hub_unreachable(endpoint or hf_constants.ENDPOINT)):
         raise _no_dataset(f"Hub unreachable: {reason}", revision)
     hub_files: dict[str, Path] = {}

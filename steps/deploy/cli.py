@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from shared.environment import PlatformEnvironment
 from shared.errors import StepError
 from shared.progress import Progress
 from shared.settings import Settings
@@ -42,10 +43,11 @@ def _kube_client():
     from kubernetes.config.config_exception import ConfigException
 
     try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        env = PlatformEnvironment()
+        if env.kubernetes_service_host:
             config.load_incluster_config()
         else:
-            config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))  # read now, not at import
+            config.load_kube_config(config_file=env.kubeconfig)  # read now, not at import
     except ConfigException as exc:
         raise StepError(f"no usable Kubernetes configuration (KUBECONFIG or in-cluster): {exc}") from None
     return client.ApiClient()

@@ -11,12 +11,11 @@ standard `AWS_*` variables; Tune gets a pyarrow filesystem built from them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.environment import ProductEnvironment
+from shared.environment import PlatformEnvironment, ProductEnvironment
 from shared.object_store import is_s3_uri, parse_s3_uri
 from shared.settings import Settings
 
@@ -35,14 +34,15 @@ def _s3_filesystem(settings: Settings):
     from pyarrow import fs
 
     kwargs: dict[str, Any] = {}
-    endpoint = settings.mlflow_s3_endpoint_url or os.environ.get("AWS_ENDPOINT_URL")
+    env = PlatformEnvironment()
+    endpoint = settings.mlflow_s3_endpoint_url or env.aws_endpoint_url
     if endpoint:
         kwargs["endpoint_override"] = endpoint
         kwargs["scheme"] = "https" if endpoint.startswith("https") else "http"
     # No explicit keys: the AWS SDK reads AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment.
     # Ray Tune pickles this filesystem into the experiment it stores (tuner.pkl, on S3 itself), and
     # a pickled S3FileSystem carries any keys it was given in clear text.
-    kwargs["region"] = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
+    kwargs["region"] = env.aws_default_region or env.aws_region or "us-east-1"
     return fs.S3FileSystem(**kwargs)
 
 
