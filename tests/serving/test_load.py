@@ -1,7 +1,4 @@
-"""Under load (10,000 requests at 16-64 concurrency) nothing fails and memory stays flat.
-
-The texts are the fixture's validation texts in their natural length mix (real emotion texts of a
-few to 60+ words), 1-3 per request."""
+"""Under load (10,000 requests at 16-64 concurrency) nothing fails and memory stays flat."""
 
 from __future__ import annotations
 
@@ -13,17 +10,22 @@ import sys
 import time
 
 import httpx
-import pandas as pd
 import psutil
 import pytest
 
 from shared.processes import free_port
-from tests.conftest import FIXTURE_DATASET_DIR, ROOT
+from tests.conftest import ROOT
 from tests.serving.conftest import wait_ready
 
 TOTAL_REQUESTS = 10_000
 WARMUP_REQUESTS = 1_000
-TEXTS = pd.read_parquet(FIXTURE_DATASET_DIR / "validation.parquet")["text"].astype(str).tolist()
+TEXTS = [
+    "i feel so happy today",
+    "this makes me really angry and i do not know why",
+    "i am scared of what might happen tomorrow",
+    "what a surprise to see you here after all these years",
+    "i miss you so much it hurts",
+]
 
 
 async def _fire(base_url: str, n: int, concurrency: int, seed: int) -> list[int]:
