@@ -342,7 +342,7 @@ class MicroBatcher:
             if job.failed:
                 continue
             if job.arrived + share * (job.deadline - job.arrived) < ends:
-                self._fail(job, DeadlineExceeded("request would be answered after its deadline"))
+                self._fail(job, DeadlineExceeded("request would be answered too close to its deadline"))
                 continue
             kept.append(item)
         self._set_depth()

@@ -81,7 +81,7 @@ async def classify_checked(
     runtime: ModelRuntime, settings: ServeSettings, texts: list[str], request: Request
 ) -> np.ndarray:
     """`classify` after the texts are validated against the serving limits."""
-    require_ready(runtime)
+    require_ready(runtime)  # a model not ready is answered before any complaint about the texts
     return await classify(runtime, check_texts(texts, settings).texts, request)
 
 
