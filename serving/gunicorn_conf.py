@@ -16,7 +16,12 @@ import json
 import os
 from pathlib import Path
 
-_config_path = Path(os.environ["EMOTION_SERVE_CONFIG"])
+from shared.environment import ProductEnvironment
+
+_config = ProductEnvironment().serve_config
+if not _config:
+    raise SystemExit("EMOTION_SERVE_CONFIG is not set: the deploy step starts Gunicorn with this config")
+_config_path = Path(_config)
 _config = json.loads(_config_path.read_text())
 # Set before any worker imports prometheus_client (it picks its value store at import time); the
 # path is per config file, so a candidate instance never mixes its samples with the live server's.

@@ -9,12 +9,13 @@ The MLflow tracking store comes from the platform's `MLFLOW_TRACKING_URI` (share
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.settings import Settings
 
 DEFAULT_MODEL_URI = "models:/emotion-classifier@champion"
 DEFAULT_BACKEND = "onnx-int8-static"
@@ -122,7 +123,7 @@ class ServeSettings(BaseSettings):
         ),
     )
     cache_dir: Path = Field(
-        default_factory=lambda: Path(os.environ.get("EMOTION_LOCAL_DIR", ".local")) / "cache" / "serving",
+        default_factory=lambda: Settings().local_dir / "cache" / "serving",
         description=(
             "MLflow model downloads (per version and run) and exported ONNX graphs (per model content); "
             "default $EMOTION_LOCAL_DIR/cache/serving"

@@ -72,13 +72,15 @@ def _key(node: ast.AST) -> ast.AST | None:
     return None
 
 
-def environment_reads() -> tuple[dict[str, set[str]], list[str]]:
+def environment_reads(
+    root: Path = ROOT, packages: tuple[str, ...] = PACKAGES
+) -> tuple[dict[str, set[str]], list[str]]:
     """(variable -> where it is read, reads whose variable the scan cannot name)."""
     reads: dict[str, set[str]] = {}
     unnamed: list[str] = []
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            rel = path.relative_to(ROOT).as_posix()
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            rel = path.relative_to(root).as_posix()
             tree = ast.parse(path.read_text())
             constants = _constants(tree)
             loops = _loop_names(tree, constants)
@@ -104,12 +106,29 @@ def environment_reads() -> tuple[dict[str, set[str]], list[str]]:
     return reads, unnamed
 
 
-def test_the_scan_finds_reads_of_each_kind():
-    reads, _ = environment_reads()
-    assert "pipelines/submit.py" in " ".join(reads["ARGO_SERVER"])  # environ.get on a passed mapping
-    assert "AWS_SECRET_ACCESS_KEY" in reads  # a loop over a constant tuple (shared/ray_cluster.py)
-    assert "MLFLOW_S3_ENDPOINT_URL" in reads  # os.environ.get (shared/data_registry/build.py)
-    assert "EMOTION_SERVE_CONFIG" in reads  # os.environ[...] (serving/gunicorn_conf.py)
+def test_the_scan_finds_reads_of_each_kind(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "reads.py").write_text(
+        "import os\n"
+        "KEYS = ('A_LOOPED', 'B_LOOPED')\n"
+        "NAMED = 'A_CONSTANT'\n"
+        "def f(environ):\n"
+        "    os.environ.get('A_GET')\n"
+        "    os.environ['A_SUBSCRIPT']\n"
+        "    os.getenv(NAMED)\n"
+        "    environ.get('A_PASSED_MAPPING')\n"
+        "    'A_MEMBERSHIP' in os.environ\n"
+        "    os.environ.get('lower_case'.lower())\n"
+        "    return [os.environ.get(k) for k in KEYS]\n"
+    )
+    reads, unnamed = environment_reads(tmp_path, ("pkg",))
+    assert set(reads) == {
+        "A_GET", "A_SUBSCRIPT", "A_CONSTANT", "A_PASSED_MAPPING", "A_MEMBERSHIP", "LOWER_CASE",
+        "A_LOOPED", "B_LOOPED",
+    }  # fmt: skip
+    assert unnamed == []
+    (tmp_path / "pkg" / "dynamic.py").write_text("import os\ndef g(name):\n    return os.environ[name]\n")
+    assert environment_reads(tmp_path, ("pkg",))[1] == ["pkg/dynamic.py:3 name"]
 
 
 def test_every_variable_the_code_reads_is_declared_in_a_settings_model():

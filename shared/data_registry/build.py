@@ -27,6 +27,7 @@ from shared.data_registry.format import (
 )
 from shared.data_registry.gitdvc import dvc, git, list_tags, recorded_hash, tag_commit
 from shared.data_registry.hashing import dvc_dir_hash, file_md5
+from shared.environment import PlatformEnvironment
 from shared.errors import StepError
 from shared.object_store import check_s3_uri, is_s3_uri
 from shared.settings import Settings
@@ -119,11 +120,12 @@ def _resolve_remote(inp: BuildInput, registry: Path) -> tuple[str, str, str | No
     if inp.remote and _is_url(inp.remote):
         url = inp.remote
         if url.startswith(("s3://", "s3a://")):
+            env = PlatformEnvironment()
             endpoint = (
                 inp.remote_endpoint
-                or os.environ.get("MLFLOW_S3_ENDPOINT_URL")
-                or os.environ.get("AWS_ENDPOINT_URL_S3")
-                or os.environ.get("AWS_ENDPOINT_URL")
+                or Settings().mlflow_s3_endpoint_url
+                or env.aws_endpoint_url_s3
+                or env.aws_endpoint_url
             )
         return url, url, endpoint
     if inp.remote:
