@@ -39,16 +39,6 @@ SERVICE_UNAVAILABLE = b"HTTP/1.1 503 Service Unavailable\r\n"
 SUMMARY_EVERY_S = 10.0
 
 
-def overload_refusal(batcher) -> tuple[bytes, str]:
-    """The body and Retry-After value of a 503 for overload, with the error fields of all three
-    protocols (`detail`, `error`, `error_code` + `message`): the route is not resolved yet."""
-    message = f"server is at capacity ({batcher.queued_texts} texts queued); retry later"
-    body = json.dumps(
-        {"detail": message, "error": message, "error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
-    ).encode()
-    return body, f"{batcher.retry_after_s:g}"
-
-
 class OverloadDoor:
     """Whether a request is refused before the app sees it, and the bookkeeping of each refusal."""
 
@@ -80,28 +70,39 @@ class OverloadDoor:
             and (path in self.paths or path.startswith(self.prefixes))
         )
 
-    def refusal(self, path: bytes, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
-        """The whole HTTP response (status line, headers, body) for a request refused at the door."""
+    def refusal_parts(self) -> tuple[list[tuple[bytes, bytes]], bytes]:
+        """The headers and body of the 503 for overload, with the error fields of all three protocols
+        (`detail`, `error`, `error_code` + `message`): the route is not resolved yet. Counted as shed."""
         batcher = self.runtime.batcher
-        body, retry_after = overload_refusal(batcher)
-        head = [SERVICE_UNAVAILABLE]
-        for name, value in default_headers:
-            head += [name, b": ", value, b"\r\n"]
-        head.append(
-            b"content-type: application/json\r\ncontent-length: %d\r\nretry-after: %s\r\n"
-            % (len(body), retry_after.encode())
-        )
+        message = f"server is at capacity ({batcher.queued_texts} texts queued); retry later"
+        body = json.dumps(
+            {"detail": message, "error": message, "error_code": "TEMPORARILY_UNAVAILABLE", "message": message}
+        ).encode()
+        self.runtime.metrics.observe_shed("queue_full")
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"retry-after", f"{batcher.retry_after_s:g}".encode()),
+        ]
+        return headers, body
+
+    def refusal(self, path: bytes, default_headers: list[tuple[bytes, bytes]], keep_alive: bool) -> bytes:
+        """The whole HTTP response (status line, headers, body) for a request refused in the protocol,
+        which no request middleware sees: the request metric is recorded here."""
+        headers, body = self.refusal_parts()
         if not keep_alive:
-            head.append(b"connection: close\r\n")
+            headers.append((b"connection", b"close"))
+        head = [SERVICE_UNAVAILABLE]
+        for name, value in [*default_headers, *headers]:
+            head += [name, b": ", value, b"\r\n"]
         head += [b"\r\n", body]
         self._count(path)
         return b"".join(head)
 
     def _count(self, path: bytes) -> None:
-        metrics = self.runtime.metrics
-        decoded = path.decode("latin-1")
-        metrics.observe_shed("queue_full")
-        metrics.observe_request(decoded if decoded in self.endpoints else "other", "POST", 503, 0.0)
+        endpoint = path.decode("latin-1")
+        endpoint = endpoint if endpoint in self.endpoints else "other"
+        self.runtime.metrics.observe_request(endpoint, "POST", 503, 0.0)
         self._refused_since_summary += 1
         now = time.monotonic()
         if now - self._summary_at >= SUMMARY_EVERY_S:

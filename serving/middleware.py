@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Iterable
 
-from serving.door import ARRIVED_SCOPE_KEY, OverloadDoor, overload_refusal
+from serving.door import ARRIVED_SCOPE_KEY, OverloadDoor
 from serving.metrics import ServingMetrics
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -144,13 +144,7 @@ class AdmissionGuard:
         if self.door.refuses(
             scope["method"].encode(), scope.get("raw_path") or scope["path"].encode(), now - arrived
         ):
-            self.door.runtime.metrics.observe_shed("queue_full")
-            body, retry_after = overload_refusal(self.door.runtime.batcher)
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", retry_after.encode()),
-            ]
+            headers, body = self.door.refusal_parts()
             await send({"type": "http.response.start", "status": 503, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
