@@ -10,13 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-# A few hundred optimizer steps on CPU need a higher learning rate than the full-data default
-# (1e-5..1e-4) to move the packaged MiniLM far from its start. Measured on the 2-core machine
-# (2,000 train / 500 validation rows, batch 32): lr 2.5e-4 reached val accuracy 0.71 / 0.83 /
-# 0.87 after epochs 1 / 2 / 3, lr 4e-4 with 10% warmup 0.61 / 0.83 / 0.88, lr 6e-4 0.59 / 0.71
-# after 2; lr 5e-5..1.3e-4 stayed under 0.6 after one epoch. Batch 16 costs ~40% more per epoch.
-# 1,500 rows x 3 epochs reached 0.82, 2,000 x 2 epochs 0.77: more epochs pay most, so the demo
-# runs 3 trials of up to 3 epochs (4 trials that ASHA could not cut took 8 minutes of search).
+# A few hundred CPU optimizer steps need a higher learning rate than the full-data default to move
+# MiniLM far from its start, and more epochs pay more than more rows (measurements: docs/benchmarks.md).
 DEMO_SEARCH_SPACE = """\
 learning_rate: {distribution: loguniform, low: 1.5e-4, high: 5.0e-4}
 batch_size: {distribution: constant, value: 32}
