@@ -6,7 +6,8 @@ finds it again and continues it. On a cluster `<storage>` is an `s3://bucket/pre
 artifact store: nothing the search needs to continue lives inside the pod.
 
 The S3 endpoint is the platform's (`MLFLOW_S3_ENDPOINT_URL`, e.g. MinIO), credentials the
-standard `AWS_*` variables; Tune gets a pyarrow filesystem built from them.
+standard `AWS_*` variables; Tune gets a pyarrow filesystem built from them, wrapped by
+`whole_files` (as is the local disk) so that a driver killed mid-save leaves no torn file.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from shared.environment import PlatformEnvironment, ProductEnvironment
 from shared.object_store import is_s3_uri, parse_s3_uri
 from shared.settings import Settings
+from steps.hpo.whole_files import whole_files_filesystem
 
 STORAGE_ENV = "EMOTION_HPO_STORAGE"
 
@@ -52,7 +54,8 @@ class SearchStorage:
 
     uri: str  # as the user gave it: /abs/folder or s3://bucket/prefix
     path: str  # what Tune's storage_path gets: the folder, or bucket/prefix
-    filesystem: Any  # a pyarrow filesystem, or None for the local disk
+    filesystem: Any  # the pyarrow filesystem Tune reads and writes `path` with
+    local: bool
 
     @classmethod
     def open(cls, storage_dir: str | None, settings: Settings) -> SearchStorage:
@@ -60,8 +63,9 @@ class SearchStorage:
         if is_s3_uri(root):
             loc = parse_s3_uri(root)
             path = f"{loc.bucket}/{loc.prefix}" if loc.prefix else loc.bucket
-            return cls(uri=root, path=path, filesystem=_s3_filesystem(settings))
-        return cls(uri=root, path=root, filesystem=None)
+            s3 = whole_files_filesystem(_s3_filesystem(settings))
+            return cls(uri=root, path=path, filesystem=s3, local=False)
+        return cls(uri=root, path=root, filesystem=whole_files_filesystem(), local=True)
 
     def join(self, *parts: str) -> str:
         return "/".join([self.path.rstrip("/"), *parts])
@@ -71,7 +75,7 @@ class SearchStorage:
 
     def read_text(self, rel: str) -> str | None:
         """The text of `<root>/<rel>`, or None when it does not exist."""
-        if self.filesystem is None:
+        if self.local:
             path = Path(self.join(rel))
             return path.read_text() if path.is_file() else None
         from pyarrow import fs
@@ -84,7 +88,7 @@ class SearchStorage:
 
     def write_text(self, rel: str, text: str) -> None:
         """Write `<root>/<rel>` whole (a local file is replaced atomically; an S3 put is atomic)."""
-        if self.filesystem is None:
+        if self.local:
             from shared.results import atomic_write_text
 
             atomic_write_text(Path(self.join(rel)), text)
