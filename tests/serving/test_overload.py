@@ -44,15 +44,13 @@ def test_admission_refuses_past_the_bound_at_once():
             on_queue_depth=depths.append,
         )
         batcher.start()
-        started = time.perf_counter()
         results = await asyncio.gather(
             *(batcher.predict([f"t{i}"]) for i in range(12)), return_exceptions=True
         )
-        elapsed = time.perf_counter() - started
         await batcher.stop()
-        return results, elapsed
+        return results
 
-    results, _ = asyncio.run(scenario())
+    results = asyncio.run(scenario())
     refused = [r for r in results if isinstance(r, Overloaded)]
     served = [r for r in results if isinstance(r, np.ndarray)]
     assert len(refused) + len(served) == 12 and refused and served
@@ -219,12 +217,11 @@ def test_overloaded_server_sheds_with_503_and_retry_after_in_every_protocol(slow
     responses = asyncio.run(fire())
     codes = [r.status_code for r in responses]
     assert set(codes) <= {200, 503} and codes.count(503) > 0 and codes.count(200) >= 4, codes
-    for r in responses:
-        if r.status_code == 503:
-            assert r.headers["retry-after"] == "3"
-            assert r.elapsed.total_seconds() < 1.0  # refused at once, not after queueing
+    assert all(r.headers["retry-after"] == "3" for r in responses if r.status_code == 503)
     metrics = httpx.get(slow_server + "/metrics").text
-    assert 'serving_shed_requests_total{reason="queue_full"}' in metrics
+    # every 503 was a refusal on arrival, none a request that queued and then missed its deadline
+    assert f'serving_shed_requests_total{{reason="queue_full"}} {codes.count(503):.1f}' in metrics
+    assert 'reason="deadline"' not in metrics
     assert "serving_queue_depth 0.0" in metrics
 
 
