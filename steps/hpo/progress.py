@@ -2,7 +2,7 @@
 
 `N/M`: N = epochs the trials have reported, M = the most epochs the search can still run.
 M starts at `num_samples * max_epochs`; a trial that asks for fewer epochs (`num_epochs` in its
-config) gives back the difference when it reports its target, and a trial that ends early
+config) gives back the difference when it reports its `num_epochs`, and a trial that ends early
 (stopped by ASHA, or failed for good) gives back the epochs it will never run. So M only
 shrinks, N only grows, and at the end N = M.
 
@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 
 from shared.progress import NO_PROGRESS, Progress
-from steps.hpo.trainable import TARGET_EPOCHS, TIME_ATTR
+from steps.hpo.trainable import NUM_EPOCHS, TIME_ATTR
 
 RUNNING, DONE, STOPPED, FAILED = "running", "done", "stopped early", "failed"
 ACCURACY = "val_accuracy"
@@ -28,7 +28,7 @@ ACCURACY = "val_accuracy"
 @dataclass
 class _Trial:
     epochs: int = 0  # epochs reported (the trial's own epoch counter, continued after a restore)
-    target: int | None = None  # epochs the trial means to run, once it said so
+    num_epochs: int | None = None  # epochs the trial means to run, once it said so
     state: str = RUNNING
 
 
@@ -58,7 +58,7 @@ class SearchProgress:
             if t.state != RUNNING:
                 total += t.epochs
             else:
-                total += max(t.epochs, min(t.target or self.max_epochs, self.max_epochs))
+                total += max(t.epochs, min(t.num_epochs or self.max_epochs, self.max_epochs))
         return total
 
     def started(self, trial_id: str) -> None:
@@ -71,8 +71,8 @@ class SearchProgress:
         trial.state = RUNNING
         epoch = int(result.get(TIME_ATTR) or 0)
         trial.epochs = max(trial.epochs, epoch)
-        if result.get(TARGET_EPOCHS):
-            trial.target = int(result[TARGET_EPOCHS])
+        if result.get(NUM_EPOCHS):
+            trial.num_epochs = int(result[NUM_EPOCHS])
         accuracy = result.get(ACCURACY)
         if isinstance(accuracy, (int, float)) and math.isfinite(accuracy):
             if self.best is None or accuracy > self.best[0]:
@@ -84,7 +84,7 @@ class SearchProgress:
         if failed:
             trial.state = FAILED
         else:
-            target = min(trial.target or self.max_epochs, self.max_epochs)
+            target = min(trial.num_epochs or self.max_epochs, self.max_epochs)
             trial.state = DONE if trial.epochs >= target else STOPPED
         self.report()
 
@@ -144,7 +144,7 @@ class ProgressCallback(Callback):
     def get_state(self) -> dict[str, Any]:
         search = self.search
         return {
-            "trials": {k: [t.epochs, t.target, t.state] for k, t in search.trials.items()},
+            "trials": {k: [t.epochs, t.num_epochs, t.state] for k, t in search.trials.items()},
             "best": list(search.best) if search.best else None,
         }
 

@@ -18,7 +18,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID, MLFLOW_RUN_NAME
 from ray.tune import Callback
 
 from shared.mlflow_contract import ROLE_PARENT, ROLE_TAG, ROLE_TRIAL, TRIAL_ID_TAG
-from steps.hpo.trainable import TARGET_EPOCHS, TIME_ATTR
+from steps.hpo.trainable import NUM_EPOCHS, TIME_ATTR
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def outcome(last_result: dict[str, Any] | None, max_epochs: int, errored: bool) 
     if errored:
         return FAILED
     last_result = last_result or {}
-    target = int(last_result.get(TARGET_EPOCHS) or max_epochs)
+    target = int(last_result.get(NUM_EPOCHS) or max_epochs)
     return FINISHED if int(last_result.get(TIME_ATTR) or 0) >= target else KILLED
 
 

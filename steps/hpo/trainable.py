@@ -15,9 +15,10 @@ from typing import Any
 
 from steps.hpo.config import TrialParams
 
-# Metrics every report carries besides EpochMetrics: ASHA's time axis and the trial's own goal.
+# Metrics every report carries besides EpochMetrics: ASHA's time axis and the epochs the trial
+# runs (its `num_epochs`, capped by the search's max epochs).
 TIME_ATTR = "epoch"
-TARGET_EPOCHS = "target_epochs"
+NUM_EPOCHS = "num_epochs"
 
 
 def trial_threads(cpus_per_trial: float, torch_threads: int | None) -> int:
@@ -57,7 +58,7 @@ def run_trial(
         for metrics in trainer.epochs():
             # Every epoch is checkpointed: a resumed trial continues from its last epoch, not its
             # best (Tune keeps the latest checkpoint besides the best one).
-            report = {**metrics.as_dict(), TARGET_EPOCHS: num_epochs}
+            report = {**metrics.as_dict(), NUM_EPOCHS: num_epochs}
             ckpt_dir = Path(work) / f"epoch-{metrics.epoch}"
             trainer.save(ckpt_dir, metrics.epoch, metrics.as_dict())
             tune.report(report, checkpoint=tune.Checkpoint.from_directory(str(ckpt_dir)))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from shared.progress import Progress, parse_progress, status_path
 from steps.hpo.progress import ProgressCallback, SearchProgress, mlflow_run_url, report_links
-from steps.hpo.trainable import TARGET_EPOCHS, TIME_ATTR
+from steps.hpo.trainable import NUM_EPOCHS, TIME_ATTR
 
 
-def _result(epoch: int, acc: float, target: int = 4) -> dict:
-    return {TIME_ATTR: epoch, "val_accuracy": acc, TARGET_EPOCHS: target}
+def _result(epoch: int, acc: float, num_epochs: int = 4) -> dict:
+    return {TIME_ATTR: epoch, "val_accuracy": acc, NUM_EPOCHS: num_epochs}
 
 
 def test_asha_stops_failures_and_short_trials_end_at_m_of_m(tmp_path):
@@ -26,7 +26,7 @@ def test_asha_stops_failures_and_short_trials_end_at_m_of_m(tmp_path):
         search.started(t)
     search.result("a", _result(1, 0.30))
     search.result("b", _result(1, 0.40))
-    search.result("c", _result(1, 0.20, target=2))  # asks for 2 epochs only: M gives back 2
+    search.result("c", _result(1, 0.20, num_epochs=2))  # asks for 2 epochs only: M gives back 2
     snap()
     assert seen[-1] == (3, 14)
     search.ended("b", failed=False)  # ASHA stops b after 1 epoch: M gives back 3
@@ -34,7 +34,7 @@ def test_asha_stops_failures_and_short_trials_end_at_m_of_m(tmp_path):
     assert seen[-1] == (3, 11)
     search.result("d", _result(1, 0.50))
     search.ended("d", failed=True)  # d fails for good after 1 epoch
-    search.result("c", _result(2, 0.35, target=2))
+    search.result("c", _result(2, 0.35, num_epochs=2))
     search.ended("c")
     for epoch in (2, 3, 4):
         search.result("a", _result(epoch, 0.3 + 0.1 * epoch))
@@ -54,8 +54,8 @@ def test_asha_stops_failures_and_short_trials_end_at_m_of_m(tmp_path):
 def test_a_restored_trial_does_not_count_epochs_twice(tmp_path):
     progress = Progress(tmp_path / "progress", min_interval=0.0)
     search = SearchProgress(progress, num_samples=1, max_epochs=3)
-    search.result("a", _result(2, 0.5, target=3))
-    search.result("a", _result(1, 0.4, target=3))  # retried from an earlier checkpoint
+    search.result("a", _result(2, 0.5, num_epochs=3))
+    search.result("a", _result(1, 0.4, num_epochs=3))  # retried from an earlier checkpoint
     assert progress.value == (2, 3)
 
 

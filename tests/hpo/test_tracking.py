@@ -47,18 +47,18 @@ def _callback(parent):
     return MlflowTrialCallback(client.tracking_uri, experiment_id, run_id, 3, {"argo_workflow_uid": "u1"})
 
 
-def _result(epoch: int, target: int = 3, **extra):
-    return {"epoch": epoch, "target_epochs": target, "val_loss": 1.0 / epoch, "val_accuracy": 0.5, **extra}
+def _result(epoch: int, num_epochs: int = 3, **extra):
+    return {"epoch": epoch, "num_epochs": num_epochs, "val_loss": 1.0 / epoch, "val_accuracy": 0.5, **extra}
 
 
 @pytest.mark.parametrize(
     ("last", "errored", "status"),
     [
-        ({"epoch": 3, "target_epochs": 3}, False, FINISHED),
-        ({"epoch": 1, "target_epochs": 3}, False, KILLED),
-        ({"epoch": 2, "target_epochs": 2}, False, FINISHED),  # a trial with its own num_epochs
+        ({"epoch": 3, "num_epochs": 3}, False, FINISHED),
+        ({"epoch": 1, "num_epochs": 3}, False, KILLED),
+        ({"epoch": 2, "num_epochs": 2}, False, FINISHED),  # a trial with its own num_epochs
         ({}, False, KILLED),
-        ({"epoch": 3, "target_epochs": 3}, True, FAILED),
+        ({"epoch": 3, "num_epochs": 3}, True, FAILED),
     ],
 )
 def test_outcome(last, errored, status):
