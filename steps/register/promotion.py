@@ -61,7 +61,7 @@ def _metrics(metrics: Any) -> dict[str, float] | None:
     return {k: float(getattr(metrics, k)) for k in ("accuracy", "f1_macro") if hasattr(metrics, k)}
 
 
-def decision_record(
+def promotion_record(
     *,
     version: str,
     outcome: GateOutcome,
@@ -71,6 +71,7 @@ def decision_record(
     workflow_uid: str | None,
     trigger: str,
 ) -> dict[str, Any]:
+    """One gate run of a promotion as the `promotion_decision` / `promotion_history` tags keep it."""
     decision, champion, champion_metrics = outcome
     return {
         "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
@@ -104,7 +105,7 @@ def promote(
     version = str(version)
 
     def record(outcome: GateOutcome, trigger: str) -> dict[str, Any]:
-        rec = decision_record(
+        rec = promotion_record(
             version=version,
             outcome=outcome,
             challenger_metrics=challenger_metrics,
