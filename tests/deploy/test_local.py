@@ -20,7 +20,8 @@ import pytest
 from serving.gated_app import HealthGatedApp
 from shared.processes import free_port, port_is_free
 from steps.deploy import procs
-from steps.deploy.local import status_local, stop_local
+from steps.deploy.core import SERVING_DIR
+from steps.deploy.local import CANDIDATE_LOG_FILE, status_local, stop_local
 from steps.deploy.state import ServingState, load_state, save_state
 from tests.deploy.helpers import MODEL, ROOT, LoadGenerator
 
@@ -117,6 +118,8 @@ def test_rollout_under_load_drops_no_request_and_switches_version(server_v1, dep
 @pytest.mark.slow
 def test_broken_model_is_refused_and_the_old_version_keeps_serving(server_v1, deploy_env):
     url, port = server_v1
+    # The candidate's failing workers abort instead of exiting with Gunicorn's boot error, so its
+    # master boots new ones until the gate times out: a short timeout, and its log names the cause.
     run = _deploy(
         deploy_env,
         "rollout",
@@ -125,10 +128,12 @@ def test_broken_model_is_refused_and_the_old_version_keeps_serving(server_v1, de
         "--serving-port",
         str(port),
         "--ready-timeout-s",
-        "120",
+        "30",
     )
     assert run.returncode == 2
     assert "rollout aborted" in run.stderr and "keeps serving" in run.stderr
+    candidate_log = Path(deploy_env["EMOTION_LOCAL_DIR"]) / SERVING_DIR / CANDIDATE_LOG_FILE
+    assert "model failed to load: SafetensorError" in candidate_log.read_text()
     assert _predict_version(url) == "1"
     status = json.loads(_deploy(deploy_env, "status").stdout)
     assert status["ready"] and status["model_version"] == "1"
